@@ -1,0 +1,31 @@
+"""keras-reid: person re-identification with Keras 3 on TensorFlow.
+
+Importing this package selects the TensorFlow backend for Keras and registers
+every custom layer, loss and model so that ``keras.models.load_model(path)``
+works without ``custom_objects``.
+"""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+if os.environ["KERAS_BACKEND"] != "tensorflow":
+    raise ImportError(
+        f"keras_reid needs the TensorFlow backend of Keras, but KERAS_BACKEND="
+        f"{os.environ['KERAS_BACKEND']!r}; unset it or set KERAS_BACKEND=tensorflow."
+    )
+
+try:
+    import tensorflow  # noqa: F401
+except ImportError as error:  # pragma: no cover - exercised without TF only
+    raise ImportError(
+        "keras_reid needs TensorFlow, which is not installed: install it with "
+        "`pip install keras-reid[cpu]` (or `.[cpu]` from a clone; `[gpu]` for CUDA)."
+    ) from error
+
+from keras_reid import data  # noqa: E402
+from keras_reid.data import ReIDDataset, load_dataset  # noqa: E402
+from keras_reid.errors import ReIDError  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = ["ReIDDataset", "ReIDError", "data", "load_dataset", "__version__"]

@@ -1,0 +1,199 @@
+"""The dataset contract: three tables with the same columns, and the registry.
+
+A parser reads one on-disk layout and returns a :class:`ReIDDataset`; nothing
+downstream looks at a file name again. Columns of every table:
+
+=========  ======  ==============================================================
+column     dtype   meaning
+=========  ======  ==============================================================
+path       str     absolute path of the image
+pid        int     person id; -1 junk (Market-1501), 0 distractor (Market-1501)
+camid      int     camera index, 0-based; -1 when the dataset has no cameras
+dataset    str     the dataset's name, so tables of several datasets can be mixed
+tracklet   int     video datasets only: the tracklet the frame belongs to
+frame      int     video datasets only: the frame number inside the tracklet
+=========  ======  ==============================================================
+"""
+
+import inspect
+import logging
+import os
+from dataclasses import dataclass
+
+import pandas as pd
+
+from keras_reid.errors import ReIDError
+from keras_reid.registry import Registry
+
+logger = logging.getLogger("keras_reid.data")
+
+COLUMNS = ["path", "pid", "camid", "dataset"]
+VIDEO_COLUMNS = COLUMNS + ["tracklet", "frame"]
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+
+DATASETS = Registry("dataset")
+
+
+def register_dataset(name):
+    """Decorator registering a parser ``fn(root, **options) -> ReIDDataset`` as ``name``."""
+    return DATASETS.register(name)
+
+
+@dataclass
+class ReIDDataset:
+    """A re-ID dataset as three tables (see the module docstring for the columns).
+
+    Attributes:
+        name: the registry name ("market1501", ...).
+        train: training images; pids are the dataset's own (not relabelled).
+        query: query images.
+        gallery: gallery images (Market-1501 keeps junk -1 and distractors 0).
+    """
+
+    name: str
+    train: pd.DataFrame
+    query: pd.DataFrame
+    gallery: pd.DataFrame
+
+    def splits(self):
+        return {"train": self.train, "query": self.query, "gallery": self.gallery}
+
+    def summary(self):
+        """A DataFrame of ids, images and cameras per split."""
+        rows = []
+        for split, table in self.splits().items():
+            rows.append(
+                {
+                    "dataset": self.name,
+                    "split": split,
+                    "ids": int(table.loc[table.pid > 0, "pid"].nunique())
+                    if split == "gallery"
+                    else int(table.pid.nunique()),
+                    "images": len(table),
+                    "cameras": int(table.loc[table.camid >= 0, "camid"].nunique()),
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def check_query_matches(self):
+        """Count queries whose pid has no gallery image; log them (not an error)."""
+        if self.query.empty:
+            return 0
+        missing = ~self.query.pid.isin(set(self.gallery.pid))
+        count = int(missing.sum())
+        if count:
+            logger.warning(
+                "%s: %d of %d query images have no gallery image of the same id; "
+                "evaluation skips and counts them.",
+                self.name,
+                count,
+                len(self.query),
+            )
+        return count
+
+
+def make_table(records, dataset, video=False):
+    """A table with the standard columns and dtypes from dicts or tuples."""
+    columns = VIDEO_COLUMNS if video else COLUMNS
+    if records and not isinstance(records[0], dict):
+        records = [dict(zip(columns, r)) for r in records]
+    table = pd.DataFrame.from_records(records, columns=columns)
+    table["dataset"] = dataset
+    table["path"] = table["path"].astype(str)
+    for column in columns:
+        if column not in ("path", "dataset"):
+            table[column] = table[column].astype("int64")
+    return table.reset_index(drop=True)
+
+
+def require_dir(root, sub, dataset, layout):
+    """``root/sub`` as an absolute path, or a ReIDError naming the expected layout."""
+    root = os.path.abspath(os.path.expanduser(str(root)))
+    if not os.path.isdir(root):
+        raise ReIDError(f"{dataset}: no folder {root} (expected {layout}).")
+    path = os.path.join(root, sub) if sub else root
+    if not os.path.isdir(path):
+        raise ReIDError(f"{dataset}: no folder {sub!r} under {root} (expected {layout}).")
+    return path
+
+
+def list_images(folder):
+    """Sorted image file names (by extension) directly in ``folder``."""
+    return sorted(
+        f
+        for f in os.listdir(folder)
+        if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")
+    )
+
+
+def parse_folder(folder, pattern, to_record, dataset, what):
+    """Parse every image name in ``folder`` with a regex; report what does not parse.
+
+    Args:
+        folder: the folder to list.
+        pattern: a compiled regex matched against each file name.
+        to_record: ``fn(match, path) -> dict | None``; None skips the image on
+            purpose (the caller documents why), which is counted and logged.
+        dataset: dataset name for messages and the ``dataset`` column.
+        what: the split's name for messages ("bounding_box_train").
+
+    Raises:
+        ReIDError: when some file names do not match ``pattern``: names how
+            many and the first few, since a wrong folder is the usual cause.
+    """
+    records, bad, skipped = [], [], 0
+    for name in list_images(folder):
+        match = pattern.fullmatch(name)
+        if match is None:
+            bad.append(name)
+            continue
+        record = to_record(match, os.path.join(folder, name))
+        if record is None:
+            skipped += 1
+            continue
+        records.append(record)
+    if bad:
+        raise ReIDError(
+            f"{dataset}: {len(bad)} file name(s) in {folder} do not match the "
+            f"{dataset} pattern {pattern.pattern!r}, e.g. {', '.join(bad[:3])}; "
+            "remove them or point the loader at the right folder."
+        )
+    if skipped:
+        logger.info(
+            "%s/%s: skipped %d image(s) on purpose (see the parser)", dataset, what, skipped
+        )
+    return records
+
+
+def load_dataset(name, root=None, **options):
+    """Load a registered dataset as a :class:`ReIDDataset`.
+
+    Args:
+        name: a registry name, see ``keras_reid.data.DATASETS.names()``.
+        root: the dataset's folder on disk (as extracted from the official archive).
+        **options: the parser's own options (e.g. ``cuhk03``'s ``variant``).
+
+    Example:
+        >>> market = load_dataset("market1501", "/data/Market-1501-v15.09.15")
+        >>> market.train.head()
+    """
+    parser = DATASETS.get(name)
+    params = inspect.signature(parser).parameters
+    unknown = sorted(set(options) - set(params) - {"root"})
+    if unknown:
+        valid = [p for p in params if p != "root"]
+        raise ReIDError(
+            f"{name}: unknown option(s) {', '.join(unknown)}; "
+            f"valid options: {', '.join(valid) or 'none'}."
+        )
+    if root is None and params["root"].default is inspect.Parameter.empty:
+        raise ReIDError(f"{name}: needs the dataset's folder (root=PATH or NAME:PATH).")
+    dataset = parser(root, **options) if root is not None else parser(**options)
+    dataset.check_query_matches()
+    return dataset
+
+
+def parse_spec(spec):
+    """Split a command-line dataset spec ``name[:root]`` into (name, root or None)."""
+    name, _, root = str(spec).partition(":")
+    return name, (root or None)
