@@ -96,7 +96,7 @@ def make_table(records, dataset, video=False):
     """A table with the standard columns and dtypes from dicts or tuples."""
     columns = VIDEO_COLUMNS if video else COLUMNS
     if records and not isinstance(records[0], dict):
-        records = [dict(zip(columns, r)) for r in records]
+        records = [dict(zip(columns, r, strict=False)) for r in records]
     table = pd.DataFrame.from_records(records, columns=columns)
     table["dataset"] = dataset
     table["path"] = table["path"].astype(str)

@@ -1,0 +1,5 @@
+import sys
+
+from keras_reid.cli import main
+
+sys.exit(main())

@@ -1,0 +1,90 @@
+"""Trunks: ImageNet CNNs without their classifier, taking raw RGB in [0, 255].
+
+A trunk is a functional ``keras.Model`` named "trunk" that maps images to the
+last convolutional feature map; heads pool and project it. Weights are
+``None`` (random), ``"imagenet"`` (downloads, where the internet is
+reachable) or the path of a local no-top ``.h5`` file.
+"""
+
+import os
+
+import keras
+
+from keras_reid.errors import ReIDError
+from keras_reid.layers.preprocessing import TrunkPreprocessing
+from keras_reid.registry import Registry
+
+BACKBONES = Registry("backbone")
+
+
+def register_backbone(name):
+    """Decorator registering ``fn(input_shape, weights, **options) -> keras.Model``."""
+    return BACKBONES.register(name)
+
+
+def _check_weights(weights):
+    if weights is None or weights == "imagenet":
+        return weights
+    path = os.path.abspath(os.path.expanduser(str(weights)))
+    if not os.path.isfile(path):
+        raise ReIDError(
+            f"weights file {path} does not exist; pass weights=None, 'imagenet' or the "
+            "path of a no-top .h5 file."
+        )
+    return path
+
+
+def _wrap(application, name, mode, input_shape, weights, **options):
+    """The application's conv trunk behind the input normalisation, as one model."""
+    images = keras.Input(shape=input_shape, name="images")
+    try:
+        net = application(include_top=False, weights=weights, input_shape=input_shape, **options)
+    except (ValueError, OSError) as error:
+        if weights is None:
+            raise
+        raise ReIDError(
+            f"{name}: cannot load weights {weights} into this trunk "
+            f"({', '.join(f'{k}={v}' for k, v in options.items()) or 'defaults'}): "
+            f"{str(error).splitlines()[0]}; check the file matches the backbone."
+        ) from None
+    features = net(TrunkPreprocessing(mode, name="preprocessing")(images))
+    return keras.Model(images, features, name="trunk")
+
+
+@register_backbone("mobilenet")
+def mobilenet(input_shape=(256, 128, 3), weights=None, alpha=1.0):
+    """Keras MobileNet v1 (Howard et al. 2017), width ``alpha`` in 0.25, 0.5, 0.75, 1.0."""
+    if alpha not in (0.25, 0.5, 0.75, 1.0):
+        raise ReIDError(f"mobilenet: alpha must be 0.25, 0.5, 0.75 or 1.0, got {alpha}.")
+    return _wrap(
+        keras.applications.MobileNet,
+        "mobilenet",
+        "tf",
+        input_shape,
+        _check_weights(weights),
+        alpha=alpha,
+    )
+
+
+@register_backbone("resnet50")
+def resnet50(input_shape=(256, 128, 3), weights=None):
+    """Keras ResNet50 (He et al. 2016)."""
+    return _wrap(
+        keras.applications.ResNet50, "resnet50", "caffe", input_shape, _check_weights(weights)
+    )
+
+
+def build_backbone(name, input_shape=(256, 128, 3), weights=None, **options):
+    """A registered trunk by name; options are the trunk's own (e.g. mobilenet's alpha).
+
+    Example:
+        >>> trunk = build_backbone("mobilenet", (64, 32, 3), alpha=0.25)
+    """
+    builder = BACKBONES.get(name)
+    height, width = input_shape[:2]
+    if min(height, width) < 32:
+        raise ReIDError(f"{name}: input size {height}x{width} is below the 32x32 minimum.")
+    try:
+        return builder(input_shape=tuple(input_shape), weights=weights, **options)
+    except TypeError as error:
+        raise ReIDError(f"{name}: {error}") from None

@@ -1,0 +1,44 @@
+"""The TriNet-style metric embedding model (Hermans et al. 2017; EmbAE paper, Sec. 3.1)."""
+
+import keras
+
+from keras_reid.models.backbones import build_backbone
+
+
+def embedding_head(features, embedding_dim=128, hidden=1024, name="embedding"):
+    """GAP'd features -> Dense(hidden) -> BatchNorm -> ReLU -> Dense(embedding_dim), linear.
+
+    Used for f_emb (z_id) and, with another name, f_nui (z_nui) in EmbAE.
+    """
+    x = keras.layers.Dense(hidden, name=f"{name}_fc1")(features)
+    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = keras.layers.ReLU(name=f"{name}_relu")(x)
+    return keras.layers.Dense(embedding_dim, name=name)(x)
+
+
+def build_embedding_model(
+    backbone="mobilenet", alpha=1.0, input_shape=(256, 128, 3), weights=None, embedding_dim=128
+):
+    """A functional model from raw RGB images to a named output "embedding".
+
+    Args:
+        backbone: a registered trunk, "mobilenet" or "resnet50".
+        alpha: MobileNet width (ignored by other trunks).
+        input_shape: (height, width, 3); 256x128 as in the papers, smaller for CPU runs.
+        weights: None, "imagenet" or the path of a local no-top .h5 file.
+        embedding_dim: size of the embedding (128 in the paper).
+
+    The trunk is the nested model "trunk"; its global-average-pooled output is
+    the layer "trunk_features" (what EmbAE's autoencoder reconstructs).
+
+    Example:
+        >>> model = build_embedding_model(alpha=0.25, input_shape=(64, 32, 3))
+        >>> model.output_names
+        ['embedding']
+    """
+    options = {"alpha": alpha} if backbone == "mobilenet" else {}
+    trunk = build_backbone(backbone, input_shape, weights, **options)
+    images = keras.Input(shape=input_shape, name="images")
+    features = keras.layers.GlobalAveragePooling2D(name="trunk_features")(trunk(images))
+    embedding = embedding_head(features, embedding_dim)
+    return keras.Model(images, {"embedding": embedding}, name=f"{backbone}_embedding")
