@@ -1,0 +1,154 @@
+"""YAML experiment configs that map one to one onto the functions they call.
+
+A config is a mapping of sections; each section holds the keyword arguments of
+one library function, so an unknown key is an error, not a silent no-op. A
+config may inherit another with ``base: other.yaml`` (a path relative to the
+file) and override only what differs.
+
+Example (``train_scripts/configs/embedding_synth.yaml``)::
+
+    base: embedding_base.yaml
+    model:
+      alpha: 0.25
+      input_shape: [64, 32, 3]
+
+``keras-reid train embedding --config FILE model.alpha=0.5 train.epochs=10``
+applies ``section.key=value`` overrides on top (values parsed as YAML).
+"""
+
+import copy
+import inspect
+import json
+import os
+
+import yaml
+
+from keras_reid.errors import ReIDError
+
+
+def _merge(base, update):
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def load_config(path, overrides=(), _seen=None):
+    """Read a YAML config, resolve ``base:`` inheritance, apply ``a.b=value`` overrides."""
+    path = os.path.abspath(path)
+    seen = _seen or []
+    if path in seen:
+        raise ReIDError(f"config: {path} inherits itself through base: {' -> '.join(seen)}.")
+    if not os.path.isfile(path):
+        raise ReIDError(f"config: no file {path}; pass the path of a YAML config.")
+    try:
+        with open(path, encoding="utf-8") as stream:
+            config = yaml.safe_load(stream) or {}
+    except yaml.YAMLError as error:
+        raise ReIDError(f"config: {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(config, dict):
+        raise ReIDError(
+            f"config: {path} must be a mapping of sections, not {type(config).__name__}."
+        )
+    base = config.pop("base", None)
+    if base is not None:
+        parent = load_config(os.path.join(os.path.dirname(path), base), (), seen + [path])
+        config = _merge(parent, config)
+    for override in overrides:
+        config = apply_override(config, override)
+    return config
+
+
+def apply_override(config, override):
+    """``"model.alpha=0.5"`` -> config with ``config["model"]["alpha"] = 0.5``."""
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise ReIDError(f"config override {override!r} is not of the form section.key=value.")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    config = copy.deepcopy(config)
+    node = config
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ReIDError(f"config override {override!r}: {part!r} is not a section.")
+    node[leaf] = value
+    return config
+
+
+def check_sections(config, sections, where="config"):
+    """Refuse sections that nothing reads: ``sections`` are the valid names."""
+    unknown = sorted(set(config) - set(sections))
+    if unknown:
+        raise ReIDError(
+            f"{where}: unknown section(s) {', '.join(unknown)}; "
+            f"valid: {', '.join(sorted(sections))}."
+        )
+
+
+def accepted_keys(fn, exclude=()):
+    """The keyword arguments ``fn`` takes, except ``exclude`` (filled by the caller)."""
+    params = inspect.signature(fn).parameters.values()
+    return [
+        p.name
+        for p in params
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in exclude
+    ]
+
+
+def call_section(fn, config, section, exclude=(), **fixed):
+    """Call ``fn(**config[section], **fixed)``, refusing keys that ``fn`` does not take.
+
+    Args:
+        fn: the library function the section configures.
+        config: the whole config mapping.
+        section: the section's name, for messages ("model").
+        exclude: parameters of ``fn`` that the config may not set (they are in ``fixed``).
+        **fixed: arguments the caller supplies itself.
+    """
+    options = dict(config.get(section) or {})
+    valid = accepted_keys(fn, exclude=tuple(exclude) + tuple(fixed))
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ReIDError(
+            f"config: unknown key(s) {', '.join(f'{section}.{k}' for k in unknown)}; "
+            f"valid keys of {section}: {', '.join(valid)}."
+        )
+    return fn(**options, **fixed)
+
+
+def prepare_run_dir(path, config, resume=False):
+    """Create the run folder and record the resolved config in ``config.yaml``.
+
+    Refuses a non-empty folder unless ``resume``, so that a run never
+    overwrites another. On resume, the recorded config must equal ``config``.
+    """
+    path = os.path.abspath(path)
+    recorded = os.path.join(path, "config.yaml")
+    if os.path.isdir(path) and os.listdir(path):
+        if not resume:
+            raise ReIDError(
+                f"run folder {path} is not empty; pass --resume to continue that run "
+                "or choose another --out."
+            )
+        if os.path.isfile(recorded):
+            with open(recorded, encoding="utf-8") as stream:
+                previous = yaml.safe_load(stream)
+            if json.dumps(previous, sort_keys=True) != json.dumps(config, sort_keys=True):
+                raise ReIDError(
+                    f"--resume: the config differs from the one recorded in {recorded}; "
+                    "resume with the same config or start a new run folder."
+                )
+        return path
+    os.makedirs(path, exist_ok=True)
+    temporary = recorded + ".tmp"
+    with open(temporary, "w", encoding="utf-8") as stream:
+        yaml.safe_dump(config, stream, sort_keys=False)
+    os.replace(temporary, recorded)
+    return path

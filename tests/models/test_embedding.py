@@ -1,0 +1,61 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_reid.errors import ReIDError
+from keras_reid.models import build_backbone, build_embedding_model
+
+
+def test_embedding_model_outputs_and_head_structure():
+    model = build_embedding_model(alpha=0.25, input_shape=(64, 32, 3), embedding_dim=16)
+    assert model.output_names == ["embedding"]
+    out = model(np.zeros((3, 64, 32, 3), "float32"))
+    assert out["embedding"].shape == (3, 16)
+    # GAP -> Dense 1024 -> BN -> ReLU -> Dense (linear), as in the paper.
+    assert model.get_layer("trunk_features").output.shape == (None, 256)
+    assert model.get_layer("embedding_fc1").units == 1024
+    assert model.get_layer("embedding").activation.__name__ == "linear"
+
+
+def test_preprocessing_is_inside_the_model():
+    # MobileNet expects [-1, 1]: the model must map raw 0..255 pixels itself.
+    trunk = build_backbone("mobilenet", (64, 32, 3), alpha=0.25)
+    layer = trunk.get_layer("preprocessing")
+    x = np.array([[[[0.0, 127.5, 255.0]]]], "float32")
+    np.testing.assert_allclose(np.asarray(layer(x)), [[[[-1.0, 0.0, 1.0]]]], atol=1e-6)
+    caffe = build_backbone("resnet50", (64, 32, 3)).get_layer("preprocessing")
+    np.testing.assert_allclose(
+        np.asarray(caffe(x)), [[[[255.0 - 103.939, 127.5 - 116.779, 0.0 - 123.68]]]], atol=1e-4
+    )
+
+
+def test_local_imagenet_weights_load_and_change_the_trunk(mobilenet_025_weights):
+    images = np.random.default_rng(0).uniform(0, 255, (2, 256, 128, 3)).astype("float32")
+    random_trunk = build_backbone("mobilenet", (256, 128, 3), alpha=0.25)
+    trunk = build_backbone("mobilenet", (256, 128, 3), alpha=0.25, weights=mobilenet_025_weights)
+    conv1 = trunk.layers[-1].get_layer("conv1").kernel
+    reference = keras.applications.MobileNet(
+        include_top=False, alpha=0.25, weights=str(mobilenet_025_weights), input_shape=(224, 224, 3)
+    )
+    np.testing.assert_array_equal(
+        np.asarray(conv1), np.asarray(reference.get_layer("conv1").kernel)
+    )
+    assert not np.allclose(np.asarray(trunk(images)), np.asarray(random_trunk(images)))
+
+
+def test_bad_backbone_arguments():
+    with pytest.raises(
+        ReIDError, match="unknown backbone 'vgg'; expected one of: mobilenet, resnet50"
+    ):
+        build_backbone("vgg")
+    with pytest.raises(ReIDError, match="alpha must be"):
+        build_embedding_model(alpha=0.3, input_shape=(64, 32, 3))
+    with pytest.raises(ReIDError, match="does not exist"):
+        build_embedding_model(alpha=0.25, input_shape=(64, 32, 3), weights="/nope.h5")
+    with pytest.raises(ReIDError, match="below the 32x32 minimum"):
+        build_embedding_model(alpha=0.25, input_shape=(32, 16, 3))
+
+
+def test_mismatched_weights_file_is_refused(mobilenet_025_weights):
+    with pytest.raises(ReIDError, match=r"cannot load weights .* \(alpha=0.5\)"):
+        build_backbone("mobilenet", (64, 32, 3), alpha=0.5, weights=mobilenet_025_weights)

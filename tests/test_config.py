@@ -1,0 +1,69 @@
+import pytest
+import yaml
+
+from keras_reid.config import call_section, check_sections, load_config, prepare_run_dir
+from keras_reid.errors import ReIDError
+
+
+def build(backbone="mobilenet", alpha=1.0, input_shape=(256, 128, 3)):
+    return {"backbone": backbone, "alpha": alpha, "input_shape": tuple(input_shape)}
+
+
+def write(path, mapping):
+    path.write_text(yaml.safe_dump(mapping))
+    return path
+
+
+def test_base_inheritance_and_overrides(tmp_path):
+    write(tmp_path / "base.yaml", {"model": {"alpha": 1.0, "backbone": "mobilenet"}, "x": {"a": 1}})
+    child = write(tmp_path / "child.yaml", {"base": "base.yaml", "model": {"alpha": 0.25}})
+    config = load_config(child, overrides=["model.input_shape=[64, 32, 3]", "x.a=2"])
+    assert config == {
+        "model": {"alpha": 0.25, "backbone": "mobilenet", "input_shape": [64, 32, 3]},
+        "x": {"a": 2},
+    }
+
+
+def test_call_section_maps_keys_to_arguments():
+    config = {"model": {"alpha": 0.5, "input_shape": [64, 32, 3]}}
+    assert call_section(build, config, "model") == {
+        "backbone": "mobilenet",
+        "alpha": 0.5,
+        "input_shape": (64, 32, 3),
+    }
+
+
+def test_unknown_key_is_an_error_naming_it():
+    with pytest.raises(ReIDError, match=r"unknown key\(s\) model.alhpa; valid keys of model: "):
+        call_section(build, {"model": {"alhpa": 0.5}}, "model")
+
+
+def test_fixed_arguments_cannot_come_from_the_config():
+    with pytest.raises(ReIDError, match="model.backbone"):
+        call_section(build, {"model": {"backbone": "resnet50"}}, "model", backbone="mobilenet")
+
+
+def test_unknown_section_and_bad_files(tmp_path):
+    with pytest.raises(ReIDError, match="unknown section.*modle"):
+        check_sections({"modle": {}}, ["model", "train"])
+    with pytest.raises(ReIDError, match="no file"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("model: [unclosed")
+    with pytest.raises(ReIDError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+    write(tmp_path / "loop.yaml", {"base": "loop.yaml"})
+    with pytest.raises(ReIDError, match="inherits itself"):
+        load_config(tmp_path / "loop.yaml")
+    with pytest.raises(ReIDError, match="section.key=value"):
+        load_config(write(tmp_path / "ok.yaml", {}), overrides=["novalue"])
+
+
+def test_run_dir_records_config_and_refuses_overwrite(tmp_path):
+    run = tmp_path / "run"
+    prepare_run_dir(run, {"model": {"alpha": 0.25}})
+    assert yaml.safe_load((run / "config.yaml").read_text()) == {"model": {"alpha": 0.25}}
+    with pytest.raises(ReIDError, match="not empty; pass --resume"):
+        prepare_run_dir(run, {"model": {"alpha": 0.25}})
+    assert prepare_run_dir(run, {"model": {"alpha": 0.25}}, resume=True) == str(run)
+    with pytest.raises(ReIDError, match="config differs"):
+        prepare_run_dir(run, {"model": {"alpha": 0.5}}, resume=True)
