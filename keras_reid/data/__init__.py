@@ -2,7 +2,17 @@
 
 # Each parser module registers itself with @register_dataset; importing them
 # here, explicitly, is what makes the registry complete.
-from keras_reid.data import market1501  # noqa: F401
+from keras_reid.data import (  # noqa: F401
+    cuhk03,
+    cuhk_sysu,
+    dukemtmc,
+    folder,
+    market1501,
+    mars,
+    msmt17,
+    viper,
+    ward,
+)
 from keras_reid.data.dataset import (
     COLUMNS,
     DATASETS,

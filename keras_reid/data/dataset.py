@@ -20,6 +20,7 @@ import logging
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from keras_reid.errors import ReIDError
@@ -48,27 +49,32 @@ class ReIDDataset:
         train: training images; pids are the dataset's own (not relabelled).
         query: query images.
         gallery: gallery images (Market-1501 keeps junk -1 and distractors 0).
+        distractor_pids: pids that mark distractors rather than persons
+            (Market-1501: 0); elsewhere pid 0 may be a real person (VIPeR, MSMT17).
     """
 
     name: str
     train: pd.DataFrame
     query: pd.DataFrame
     gallery: pd.DataFrame
+    distractor_pids: tuple = ()
 
     def splits(self):
         return {"train": self.train, "query": self.query, "gallery": self.gallery}
 
     def summary(self):
-        """A DataFrame of ids, images and cameras per split."""
+        """A DataFrame of ids, images and cameras per split.
+
+        ``ids`` counts persons: junk (-1) and distractor pids are not persons.
+        """
         rows = []
         for split, table in self.splits().items():
+            persons = table.pid[(table.pid >= 0) & ~table.pid.isin(self.distractor_pids)]
             rows.append(
                 {
                     "dataset": self.name,
                     "split": split,
-                    "ids": int(table.loc[table.pid > 0, "pid"].nunique())
-                    if split == "gallery"
-                    else int(table.pid.nunique()),
+                    "ids": int(persons.nunique()),
                     "images": len(table),
                     "cameras": int(table.loc[table.camid >= 0, "camid"].nunique()),
                 }
@@ -93,11 +99,19 @@ class ReIDDataset:
 
 
 def make_table(records, dataset, video=False):
-    """A table with the standard columns and dtypes from dicts or tuples."""
+    """A table with the standard columns and dtypes from dicts, tuples or columns.
+
+    ``records`` is a list of dicts or tuples, or (for large video datasets,
+    where a million per-row dicts would be slow) a DataFrame or a dict of columns.
+    """
     columns = VIDEO_COLUMNS if video else COLUMNS
-    if records and not isinstance(records[0], dict):
-        records = [dict(zip(columns, r, strict=False)) for r in records]
-    table = pd.DataFrame.from_records(records, columns=columns)
+    if isinstance(records, (pd.DataFrame, dict)):
+        table = pd.DataFrame({c: records[c] for c in columns if c != "dataset"})
+        table = table.reindex(columns=columns)
+    else:
+        if records and not isinstance(records[0], dict):
+            records = [dict(zip(columns, r, strict=False)) for r in records]
+        table = pd.DataFrame.from_records(records, columns=columns)
     table["dataset"] = dataset
     table["path"] = table["path"].astype(str)
     for column in columns:
@@ -163,6 +177,53 @@ def parse_folder(folder, pattern, to_record, dataset, what):
             "%s/%s: skipped %d image(s) on purpose (see the parser)", dataset, what, skipped
         )
     return records
+
+
+def half_split_ids(pids, split, dataset, n_splits=10, seed=2018):
+    """Train and test ids of split ``split`` of ``n_splits`` fixed random halvings.
+
+    The sorted unique ids are permuted ``n_splits`` times by one
+    ``np.random.default_rng(seed)``; split ``k`` takes the ``k``-th permutation,
+    its first ``len // 2`` ids for training and the rest for testing. The
+    splits depend only on the ids and the seed, so every user gets the same.
+
+    Args:
+        pids: the ids to split (repeats are fine).
+        split: which split, ``0 <= split < n_splits``.
+        dataset: the dataset's name, for messages.
+        n_splits: how many splits the dataset has (default 10).
+        seed: the generator's seed (default 2018).
+
+    Returns:
+        (train_ids, test_ids): two sorted lists of ints.
+    """
+    if not isinstance(split, (int, np.integer)) or not 0 <= split < n_splits:
+        raise ReIDError(f"{dataset}: split must be in 0..{n_splits - 1}. Received: split={split!r}")
+    ids = np.array(sorted({int(p) for p in pids}))
+    rng = np.random.default_rng(seed)
+    order = [rng.permutation(len(ids)) for _ in range(split + 1)][split]
+    half = len(ids) // 2
+    return sorted(ids[order[:half]].tolist()), sorted(ids[order[half:]].tolist())
+
+
+def read_mat(path, dataset, keys):
+    """Variables ``keys`` of a MATLAB v5 ``.mat`` file, or a ReIDError naming what is missing."""
+    if not os.path.isfile(path):
+        raise ReIDError(f"{dataset}: no file {path} (expected the official .mat file).")
+    from scipy.io import loadmat
+
+    try:
+        content = loadmat(path)
+    except (ValueError, OSError, NotImplementedError) as error:
+        raise ReIDError(f"{dataset}: cannot read {path} as a MATLAB v5 file ({error}).") from None
+    missing = [k for k in keys if k not in content]
+    if missing:
+        found = sorted(k for k in content if not k.startswith("__"))
+        raise ReIDError(
+            f"{dataset}: {path} has no variable(s) {', '.join(missing)}; "
+            f"found: {', '.join(found) or 'none'}."
+        )
+    return {k: content[k] for k in keys}
 
 
 def load_dataset(name, root=None, **options):

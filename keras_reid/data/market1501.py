@@ -34,10 +34,12 @@ def read_market_layout(
     gallery="bounding_box_test",
     pattern=PATTERN,
     layout=LAYOUT,
+    distractor_pids=(0,),
 ):
     """Read the three Market-style folders into a :class:`ReIDDataset`.
 
     Shared by Market-1501, DukeMTMC-reID and SynthReID, which use the same folders.
+    pid 0 marks distractors in Market-1501 and SynthReID (DukeMTMC-reID has none).
     """
 
     def record(match, path):
@@ -56,7 +58,7 @@ def read_market_layout(
     ):
         folder = require_dir(root, sub, name, layout)
         tables[split] = make_table(parse_folder(folder, pattern, to_record, name, sub), name)
-    return ReIDDataset(name=name, **tables)
+    return ReIDDataset(name=name, distractor_pids=tuple(distractor_pids), **tables)
 
 
 @register_dataset("market1501")
