@@ -22,10 +22,19 @@ except ImportError as error:  # pragma: no cover - exercised without TF only
         "`pip install keras-reid[cpu]` (or `.[cpu]` from a clone; `[gpu]` for CUDA)."
     ) from error
 
-from keras_reid import data  # noqa: E402
+from keras_reid import data, layers, losses, models  # noqa: E402
 from keras_reid.data import ReIDDataset, load_dataset  # noqa: E402
 from keras_reid.errors import ReIDError  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["ReIDDataset", "ReIDError", "data", "load_dataset", "__version__"]
+__all__ = [
+    "ReIDDataset",
+    "ReIDError",
+    "__version__",
+    "data",
+    "layers",
+    "load_dataset",
+    "losses",
+    "models",
+]

@@ -1,0 +1,68 @@
+"""Losses of the four papers, the loss registry, and in-batch monitoring metrics.
+
+Every loss takes ``(y_true=pids, y_pred=outputs)`` on one replica's batch and is
+registered serializable under the package "keras_reid". ``LOSSES`` maps config
+names to loss classes; ``get_loss(name, **kwargs)`` builds one.
+"""
+
+import inspect
+
+from keras_reid.errors import ReIDError
+from keras_reid.losses.attention import attention_constraint
+from keras_reid.losses.batch_stats import (
+    ActiveTripletFraction,
+    MeanNegativeDistance,
+    MeanPositiveDistance,
+)
+from keras_reid.losses.classification import SoftmaxCrossEntropy
+from keras_reid.losses.cross_domain import CrossDomainTripletLoss
+from keras_reid.losses.distance import pairwise_distances
+from keras_reid.losses.msml import MarginSampleMiningLoss
+from keras_reid.losses.quadruplet import QuadrupletLoss
+from keras_reid.losses.triplet import BatchHardTripletLoss, TripletLoss
+from keras_reid.registry import Registry
+
+# Filled here, in one table, rather than by decorators scattered over the modules.
+LOSSES = Registry("loss")
+LOSSES.register("batch_hard")(BatchHardTripletLoss)
+LOSSES.register("triplet")(TripletLoss)
+LOSSES.register("msml")(MarginSampleMiningLoss)
+LOSSES.register("quadruplet")(QuadrupletLoss)
+LOSSES.register("cross_domain")(CrossDomainTripletLoss)
+LOSSES.register("softmax")(SoftmaxCrossEntropy)
+
+
+def get_loss(name, **kwargs):
+    """The loss registered as ``name``, built with ``kwargs`` (a config's arguments).
+
+    Unknown names and unknown arguments are ReIDErrors listing the valid ones.
+
+    Example:
+        >>> get_loss("batch_hard", margin=0.3)
+    """
+    loss_class = LOSSES.get(name)
+    accepted = list(inspect.signature(loss_class.__init__).parameters)[1:]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ReIDError(
+            f"loss {name!r} got unknown argument(s) {', '.join(unknown)}; "
+            f"expected some of: {', '.join(accepted)}."
+        )
+    return loss_class(**kwargs)
+
+
+__all__ = [
+    "LOSSES",
+    "ActiveTripletFraction",
+    "BatchHardTripletLoss",
+    "CrossDomainTripletLoss",
+    "MarginSampleMiningLoss",
+    "MeanNegativeDistance",
+    "MeanPositiveDistance",
+    "QuadrupletLoss",
+    "SoftmaxCrossEntropy",
+    "TripletLoss",
+    "attention_constraint",
+    "get_loss",
+    "pairwise_distances",
+]

@@ -1,0 +1,118 @@
+"""Pairwise distances, identity masks and argument checks shared by the metric losses.
+
+Every batch-mining loss starts from the same three things: the (B, B) matrix of
+Euclidean distances between the embeddings of one batch, the masks saying which
+pairs share an identity, and the per-anchor hardest positive and negative.
+"""
+
+from numbers import Real
+
+from keras import ops
+
+# Below this squared distance two embeddings count as coincident: the distance is
+# reported as exactly 0 and its gradient as 0 instead of sqrt'(0) = inf.
+SQUARED_DISTANCE_EPSILON = 1e-12
+
+
+def safe_sqrt(x, epsilon=SQUARED_DISTANCE_EPSILON):
+    """``sqrt(x)`` that is 0, with a zero gradient, where ``x <= epsilon``.
+
+    The derivative of sqrt is infinite at 0, and ``ops.where`` back-propagates
+    ``0 * inf = nan`` into the branch it discards; so the discarded entries are
+    replaced by 1 before the square root is taken.
+    """
+    keep = ops.greater(x, epsilon)
+    root = ops.sqrt(ops.where(keep, x, ops.ones_like(x)))
+    return ops.where(keep, root, ops.zeros_like(x))
+
+
+def pairwise_distances(embeddings, squared=False):
+    """The (B, B) Euclidean distances between the rows of ``embeddings`` (B, D).
+
+    Computed from the Gram matrix, ``|a|^2 - 2 a.b + |b|^2``, which needs B x B
+    memory instead of the B x B x D of explicit differences. Round-off can make
+    that expression slightly negative, so it is clipped at 0, and the diagonal is
+    set to exactly 0. The square root is :func:`safe_sqrt`, so identical
+    embeddings give a distance of 0 and finite gradients.
+
+    Args:
+        embeddings: float tensor (B, D).
+        squared: return squared distances instead. Defaults to False.
+
+    Example:
+        >>> pairwise_distances(np.array([[0.0, 0.0], [3.0, 4.0]]))  # [[0, 5], [5, 0]]
+    """
+    embeddings = ops.convert_to_tensor(embeddings)
+    squared_norms = ops.sum(ops.square(embeddings), axis=1)
+    gram = ops.matmul(embeddings, ops.transpose(embeddings))
+    squared_distances = squared_norms[:, None] - 2.0 * gram + squared_norms[None, :]
+    squared_distances = ops.maximum(squared_distances, 0.0)
+    squared_distances = ops.where(
+        self_pair_mask(squared_norms), ops.zeros_like(squared_distances), squared_distances
+    )
+    return squared_distances if squared else safe_sqrt(squared_distances)
+
+
+def flatten_pids(pids):
+    """Person ids of shape (B,) or (B, 1), of any numeric dtype, as an int32 (B,) tensor.
+
+    Keras' ``Loss.__call__`` casts ``y_true`` to the loss dtype (float), which
+    represents every id below 2**24 exactly, so the cast back to int is lossless.
+    """
+    return ops.reshape(ops.cast(pids, "int32"), (-1,))
+
+
+def self_pair_mask(vector):
+    """The (B, B) boolean identity matrix, sized from a (B,) tensor (B may be dynamic)."""
+    index = ops.arange(ops.shape(vector)[0])
+    return ops.equal(index[:, None], index[None, :])
+
+
+def identity_masks(pids):
+    """``(positive, negative)`` boolean (B, B) masks for integer ``pids`` (B,).
+
+    ``positive[i, j]``: same id and ``i != j``; ``negative[i, j]``: different ids.
+    """
+    same = ops.equal(pids[:, None], pids[None, :])
+    positive = ops.logical_and(same, ops.logical_not(self_pair_mask(pids)))
+    return positive, ops.logical_not(same)
+
+
+def masked_max(values, mask, axis=None):
+    """Max of ``values >= 0`` over the entries where ``mask`` holds; 0 where none does."""
+    return ops.max(ops.where(mask, values, ops.zeros_like(values)), axis=axis)
+
+
+def masked_min(values, mask, axis=None):
+    """Min of ``values >= 0`` over the entries where ``mask`` holds.
+
+    Masked-out entries are replaced by a value larger than every entry, so they
+    never win; where nothing is selected that value is returned, and callers
+    must zero those rows out (with :func:`ops.where`, which passes no gradient).
+    """
+    return ops.min(ops.where(mask, values, _above_all(values)), axis=axis)
+
+
+def masked_argmin(values, mask, axis=-1):
+    """Index of the smallest selected entry along ``axis`` (arbitrary where none is)."""
+    return ops.argmin(ops.where(mask, values, _above_all(values)), axis=axis)
+
+
+def _above_all(values):
+    return ops.stop_gradient(ops.max(values) + 1.0)
+
+
+def l2_normalize(x, axis=-1, epsilon=SQUARED_DISTANCE_EPSILON):
+    """``x / |x|`` along ``axis``; an all-zero vector stays zero, with finite gradients."""
+    squared_norm = ops.sum(ops.square(x), axis=axis, keepdims=True)
+    return x * ops.rsqrt(ops.maximum(squared_norm, epsilon))
+
+
+def check_non_negative(name, value, allow_soft=False):
+    """``value`` as a float (or "soft" when ``allow_soft``); else a keras-hub style ValueError."""
+    if allow_soft and value == "soft":
+        return value
+    if isinstance(value, bool) or not isinstance(value, Real) or value < 0:
+        expected = "'soft' or a non-negative number" if allow_soft else "a non-negative number"
+        raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}")
+    return float(value)
