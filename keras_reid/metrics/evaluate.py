@@ -1,0 +1,201 @@
+"""Features and tables in, one row of a results table out.
+
+``evaluate`` is what the ``keras-reid evaluate`` command and the paper
+scripts call: it never needs the model, only the features it produced (test-
+time augmentation, if any, happens when the features are extracted).
+"""
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from keras_reid.errors import ReIDError
+from keras_reid.metrics.distance import pairwise_distance
+from keras_reid.metrics.ranking import cuhk03_single_shot, rank_metrics_for_rules
+from keras_reid.metrics.rerank import re_rank
+from keras_reid.metrics.video import pool_tracklets
+
+logger = logging.getLogger("keras_reid.metrics")
+
+PROTOCOLS = ("market", "cuhk03", "video")
+RERANK_OPTIONS = ("k1", "k2", "lambda_value")
+
+
+def _check_table(table, features, name):
+    missing = [c for c in ("pid", "camid") if c not in table.columns]
+    if missing:
+        raise ReIDError(
+            f"{name} table lacks column(s) {', '.join(missing)} (expected the dataset table "
+            "contract: path, pid, camid, dataset)."
+        )
+    if len(table) == 0:
+        raise ReIDError(f"the {name} table is empty.")
+    if np.ndim(features) != 2 or np.shape(features)[0] != len(table):
+        raise ReIDError(
+            f"{name} features of shape {np.shape(features)} do not match the {name} table "
+            f"of {len(table)} rows (expected ({len(table)}, d))."
+        )
+
+
+def _rerank_options(rerank):
+    if rerank is True:
+        return {}
+    if isinstance(rerank, dict):
+        unknown = sorted(set(rerank) - set(RERANK_OPTIONS))
+        if unknown:
+            raise ReIDError(
+                f"unknown re-ranking option(s) {', '.join(unknown)}; "
+                f"valid options: {', '.join(RERANK_OPTIONS)}."
+            )
+        return dict(rerank)
+    raise ReIDError(
+        f"rerank must be False, True or a dict of {', '.join(RERANK_OPTIONS)}. "
+        f"Received: rerank={rerank!r}"
+    )
+
+
+def _warn_self_matches(query_table, gallery_table):
+    """Queries inside the gallery with unknown cameras would match themselves."""
+    if "path" not in query_table.columns or "path" not in gallery_table.columns:
+        return
+    unknown = set(query_table.loc[query_table.camid == -1, "path"])
+    unknown &= set(gallery_table["path"])
+    unknown |= set(query_table["path"]) & set(gallery_table.loc[gallery_table.camid == -1, "path"])
+    if unknown:
+        logger.warning(
+            "%d query image(s) are also in the gallery with an unknown camera (camid -1), "
+            "so each matches itself at rank 1, e.g. %s; remove them from the gallery.",
+            len(unknown),
+            sorted(unknown)[0],
+        )
+
+
+def evaluate(
+    query_features,
+    gallery_features,
+    query_table,
+    gallery_table,
+    metric="euclidean",
+    normalize=False,
+    rerank=False,
+    protocol="market",
+    ranks=(1, 5, 10),
+    pooling="mean",
+    num_repeats=10,
+    seed=0,
+):
+    """Score query features against gallery features: one results-table row.
+
+    Both the standard score and the "-nd" score (every gallery item from the
+    query's camera ignored; EmbAE paper) are computed, from one sort.
+
+    Args:
+        query_features, gallery_features: (n, d) arrays, row i for table row i.
+        query_table, gallery_table: dataset tables (columns pid, camid, ...;
+            video tables also tracklet).
+        metric: "euclidean" (default), "sqeuclidean" or "cosine".
+        normalize: L2-normalise features before scoring (default False; the
+            EmbAE paper normalises ``z_id``).
+        rerank: False (default), True for k-reciprocal re-ranking with the
+            paper's k1=20, k2=6, lambda_value=0.3, or a dict overriding them.
+        protocol: "market" (default; Market-1501 rule, also DukeMTMC-reID,
+            MSMT17, CUHK03 new protocol), "cuhk03" (single-gallery-shot CMC
+            averaged over ``num_repeats`` draws, mAP on the full list) or "video"
+            (frame features pooled per tracklet, then the Market rule).
+        ranks: the Rank-k columns to report (default (1, 5, 10)).
+        pooling: "mean" (default) or "max"; video protocol only.
+        num_repeats: single-shot draws per query; cuhk03 protocol only (default 10).
+        seed: seed of those draws (default 0).
+
+    Returns:
+        a one-row DataFrame: rank{k} for k in ranks, mAP, mINP, the same with
+        an ``_nd`` suffix, num_query, num_valid (queries with a true match),
+        protocol, metric, rerank. Scores are fractions in [0, 1]; see
+        :func:`format_results` for a percentage table.
+
+    Raises:
+        ReIDError: on an unknown protocol or metric, tables that do not match
+            the features, invalid ranks, or when no query has a true match.
+
+    Example:
+        >>> row = evaluate(q_feats, g_feats, market.query, market.gallery, normalize=True)
+        >>> print(format_results(row))
+    """
+    if protocol not in PROTOCOLS:
+        raise ReIDError(f"unknown protocol {protocol!r}; expected one of: {', '.join(PROTOCOLS)}.")
+    ranks = tuple(ranks)
+    if not ranks or any(
+        isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1 for k in ranks
+    ):
+        raise ReIDError(f"ranks must be positive integers. Received: ranks={ranks!r}")
+    if rerank is not False:
+        rerank_options = _rerank_options(rerank)
+    _check_table(query_table, query_features, "query")
+    _check_table(gallery_table, gallery_features, "gallery")
+
+    if protocol == "video":
+        query_features, query_table = pool_tracklets(query_features, query_table, pooling)
+        gallery_features, gallery_table = pool_tracklets(gallery_features, gallery_table, pooling)
+    _warn_self_matches(query_table, gallery_table)
+
+    dist = pairwise_distance(query_features, gallery_features, metric, normalize)
+    if rerank is not False:
+        dist = re_rank(
+            dist,
+            pairwise_distance(query_features, query_features, metric, normalize),
+            pairwise_distance(gallery_features, gallery_features, metric, normalize),
+            **rerank_options,
+        )
+    labels = (
+        query_table["pid"].to_numpy(),
+        gallery_table["pid"].to_numpy(),
+        query_table["camid"].to_numpy(),
+        gallery_table["camid"].to_numpy(),
+    )
+    max_rank = int(max(ranks))
+    if protocol == "cuhk03":
+        results = {
+            rule: cuhk03_single_shot(
+                dist,
+                *labels,
+                max_rank=max_rank,
+                num_repeats=num_repeats,
+                seed=seed,
+                different_camera_only=rule == "nd",
+            )
+            for rule in ("market", "nd")
+        }
+    else:
+        results = rank_metrics_for_rules(dist, *labels, max_rank=max_rank)
+
+    row = {}
+    for rule, suffix in (("market", ""), ("nd", "_nd")):
+        for k in ranks:
+            row[f"rank{k}{suffix}"] = float(results[rule].cmc[k - 1])
+        row[f"mAP{suffix}"] = results[rule].mAP
+        row[f"mINP{suffix}"] = results[rule].mINP
+    row["num_query"] = len(query_table)
+    row["num_valid"] = results["market"].num_valid_queries
+    row["protocol"] = protocol
+    row["metric"] = metric + ("+norm" if normalize else "")
+    row["rerank"] = rerank is not False
+    return pd.DataFrame([row])
+
+
+def format_results(results, digits=1):
+    """A results table as text, scores in percent (``format_results(evaluate(...))``).
+
+    Args:
+        results: a DataFrame from :func:`evaluate`, or several concatenated,
+            optionally with extra columns such as "model" or "dataset".
+        digits: decimals of the percentages (default 1, as in most papers).
+
+    Example:
+        >>> print(format_results(pd.concat([row_a.assign(model="a"), row_b.assign(model="b")])))
+    """
+    table = results.copy()
+    for column in table.columns:
+        if column.startswith(("rank", "mAP", "mINP")):
+            table[column] = (100 * table[column].astype(float)).map(f"{{:.{digits}f}}".format)
+    return table.to_string(index=False)
