@@ -29,3 +29,15 @@ def mobilenet_025_weights():
             f"ImageNet MobileNet weights not found at {MOBILENET_025} (../shared is CI-only)"
         )
     return MOBILENET_025
+
+
+@pytest.fixture(scope="session")
+def tiny_synth(tmp_path_factory):
+    """A tiny SynthReID generation per preset at 64x32: {preset: root}."""
+    from keras_reid.data.synthetic import generate
+
+    base = tmp_path_factory.mktemp("synth")
+    return {
+        preset: generate(preset, str(base / preset), ids=12, size=(64, 32))
+        for preset in ("synth-a", "synth-b")
+    }

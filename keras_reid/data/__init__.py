@@ -10,9 +10,11 @@ from keras_reid.data import (  # noqa: F401
     market1501,
     mars,
     msmt17,
+    synthetic,
     viper,
     ward,
 )
+from keras_reid.data.augment import Augment, resolve_augment
 from keras_reid.data.dataset import (
     COLUMNS,
     DATASETS,
@@ -23,8 +25,26 @@ from keras_reid.data.dataset import (
     parse_spec,
     register_dataset,
 )
+from keras_reid.data.pipeline import (
+    find_unreadable,
+    inference_batches,
+    load_image,
+    pk_batches,
+    steps_per_epoch,
+    unlabeled_batches,
+)
+from keras_reid.data.sheet import contact_sheet
 
 __all__ = [
+    "Augment",
+    "contact_sheet",
+    "find_unreadable",
+    "inference_batches",
+    "load_image",
+    "pk_batches",
+    "resolve_augment",
+    "steps_per_epoch",
+    "unlabeled_batches",
     "COLUMNS",
     "DATASETS",
     "VIDEO_COLUMNS",

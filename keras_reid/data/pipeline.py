@@ -1,0 +1,538 @@
+"""tf.data pipelines: P×K training batches, unlabelled batches, inference batches.
+
+Every pipeline yields float32 RGB images in the raw 0-255 range, resized to
+``image_size = (height, width)``: the models carry their own preprocessing.
+
+- :func:`pk_batches`: infinite ``(images, pids)`` batches of P identities × K
+  images, K consecutive rows per identity, each batch from one table (the
+  batch-hard triplet sampling of Hermans et al., 2017, section 3.3).
+- :func:`unlabeled_batches`: infinite shuffled batches of a target-domain table
+  whose labels are all -1 (DIEN / EmbAE).
+- :func:`inference_batches`: every row once, in order, for embedding.
+
+Randomness: the training pipelines are TensorFlow ops end to end (no Python
+generator, so nothing holds the GIL or can deadlock at exit). Batch ``n`` is
+drawn with stateless random ops from the seed ``(seed, n)``: its table, its
+ids, its rows and its augmentation. The same seed therefore gives the same
+batches, pixel for pixel, with or without ``cache``, whatever the thread
+scheduling; every new iterator over a pipeline starts the same stream again
+(``model.fit`` with ``steps_per_epoch`` keeps one iterator across epochs; a
+second training stage should use another seed).
+
+Unreadable images: TensorFlow's decoding errors do not say which file failed.
+A file that is not a JPEG, PNG, BMP or GIF at all (empty, truncated to
+nothing, HTML saved as .jpg) fails an assertion that names its path; a file
+damaged inside raises ``tf.errors.InvalidArgumentError`` from the iterator
+(or ``model.fit``), which the training loop catches and explains with
+:func:`find_unreadable`::
+
+    try:
+        model.fit(pk_batches(train), steps_per_epoch=steps_per_epoch(train))
+    except tf.errors.InvalidArgumentError as error:
+        bad = find_unreadable(train)
+        if bad:
+            raise ReIDError(f"{len(bad)} unreadable image(s), e.g. {bad[:3]}") from error
+        raise
+"""
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from keras_reid.data.augment import resolve_augment
+from keras_reid.errors import ReIDError
+
+logger = logging.getLogger("keras_reid.data")
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+# The first bytes of the formats tf.io.decode_image reads.
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"BM", b"GIF8")
+
+
+def load_image(path, image_size=(256, 128)):
+    """Read, decode and resize one image file with TensorFlow ops.
+
+    Args:
+        path: a scalar string tensor (or str), the image's path.
+        image_size: ``(height, width)`` of the result. Default ``(256, 128)``.
+
+    Returns:
+        a uint8 tensor ``[height, width, 3]``, RGB, resized bilinearly and
+        rounded (so that cached and streamed images are the same pixels).
+
+    Raises:
+        tf.errors.InvalidArgumentError: when the file is not an image (the
+            message names the path) or is damaged inside (TensorFlow's message
+            does not name it: see :func:`find_unreadable`).
+
+    Example:
+        >>> image = load_image("/data/market/query/0001_c1s1_001051_00.jpg", (256, 128))
+    """
+    data = tf.io.read_file(path)
+    head = tf.strings.substr(data, 0, 4)
+    known = tf.reduce_any([tf.strings.substr(head, 0, len(magic)) == magic for magic in _MAGIC])
+    check = tf.debugging.Assert(
+        known, ["not a JPEG, PNG, BMP or GIF image (empty or damaged file?):", path]
+    )
+    with tf.control_dependencies([check]):
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    image = tf.image.resize(image, image_size, method="bilinear")
+    image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+    return tf.ensure_shape(image, [*image_size, 3])
+
+
+def find_unreadable(table):
+    """Paths in ``table`` that the pipelines cannot decode (missing, empty or damaged).
+
+    Each file is decoded with OpenCV, on several threads (OpenCV releases the
+    GIL), and its first bytes are checked against the formats TensorFlow
+    decodes: a WebP named ``.jpg`` opens in OpenCV but not in the pipeline.
+
+    Args:
+        table: a DataFrame with a ``path`` column (or a list of paths).
+
+    Returns:
+        the unreadable paths, in table order (an empty list when all are fine).
+
+    Example:
+        >>> bad = find_unreadable(market.train)
+    """
+    paths = list(table["path"]) if isinstance(table, pd.DataFrame) else list(table)
+
+    def unreadable(path):
+        try:
+            with open(path, "rb") as file:
+                head = file.read(4)
+        except OSError:
+            return True
+        if not head.startswith(_MAGIC):
+            return True
+        return cv2.imread(path, cv2.IMREAD_COLOR) is None
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        flags = list(pool.map(unreadable, paths))
+    return [path for path, bad in zip(paths, flags, strict=True) if bad]
+
+
+def _as_tables(tables):
+    """[(name, table)] from a DataFrame, a list of them or a dict name -> DataFrame."""
+    if isinstance(tables, pd.DataFrame):
+        items = [(None, tables)]
+    elif isinstance(tables, dict):
+        items = list(tables.items())
+    elif isinstance(tables, (list, tuple)):
+        items = [(None, table) for table in tables]
+    else:
+        raise ReIDError(
+            "tables must be a DataFrame, a list of DataFrames or a dict name -> DataFrame. "
+            f"Received: tables of type {type(tables).__name__}"
+        )
+    if not items:
+        raise ReIDError("no tables given: pass at least one training table.")
+    named = []
+    for index, (name, table) in enumerate(items):
+        if not isinstance(table, pd.DataFrame):
+            raise ReIDError(
+                f"table {index} is a {type(table).__name__}, not a DataFrame with columns "
+                "path, pid, camid, dataset."
+            )
+        if name is None:
+            datasets = table["dataset"].unique() if "dataset" in table else []
+            name = "+".join(map(str, datasets)) if len(datasets) else f"table {index}"
+        missing = [c for c in ("path", "pid", "camid") if c not in table]
+        if missing:
+            raise ReIDError(f"{name}: missing column(s) {', '.join(missing)} in the table.")
+        if table.empty:
+            raise ReIDError(f"{name}: the table is empty.")
+        named.append((str(name), table))
+    return named
+
+
+def _check_image_size(image_size):
+    try:
+        height, width = (int(v) for v in image_size)
+    except (TypeError, ValueError):
+        height = width = 0
+    if height < 1 or width < 1:
+        raise ReIDError(
+            f"image_size is (height, width), two positive integers. Received: "
+            f"image_size={image_size!r}"
+        )
+    return height, width
+
+
+def _positive(**values):
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ReIDError(f"{name} must be a positive integer. Received: {name}={value!r}")
+
+
+class _Rows:
+    """The tables concatenated: per-row paths and labels as constant tensors."""
+
+    def __init__(self, named, pids=None):
+        tables = [table for _, table in named]
+        self.sizes = np.array([len(t) for t in tables])
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
+        self.paths = np.concatenate([t["path"].astype(str).to_numpy() for t in tables])
+        pid_values = np.concatenate([t["pid"].to_numpy() for t in tables]).astype(np.int32)
+        if pids is not None:
+            pid_values = np.full_like(pid_values, pids)
+        self.pids = tf.constant(pid_values)
+        self.camids = tf.constant(
+            np.concatenate([t["camid"].to_numpy() for t in tables]).astype(np.int32)
+        )
+        self.dataset = tf.constant(np.repeat(np.arange(len(tables), dtype=np.int32), self.sizes))
+        self.path_tensor = tf.constant(self.paths)
+
+    def labels(self, indices, with_meta):
+        pids = tf.gather(self.pids, indices)
+        if not with_meta:
+            return pids
+        return {
+            "pid": pids,
+            "camid": tf.gather(self.camids, indices),
+            "dataset": tf.gather(self.dataset, indices),
+        }
+
+
+def _decode_all(paths, image_size):
+    """Every image decoded and resized once, as a uint8 array ``[N, H, W, 3]``."""
+    images = np.empty((len(paths), *image_size, 3), np.uint8)
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(paths)
+        .map(lambda p: load_image(p, image_size), num_parallel_calls=AUTOTUNE)
+        .batch(256)
+    )
+    start = 0
+    try:
+        for batch in dataset:
+            images[start : start + len(batch)] = batch.numpy()
+            start += len(batch)
+    except tf.errors.InvalidArgumentError as error:
+        bad = find_unreadable(paths)
+        if bad:
+            raise ReIDError(
+                f"cannot cache the images: {len(bad)} unreadable file(s), e.g. "
+                f"{', '.join(bad[:3])}; remove them from the table or replace them."
+            ) from error
+        raise
+    logger.info(
+        "cached %d images of %s in memory (%.0f MB)", len(paths), image_size, images.nbytes / 2**20
+    )
+    return images
+
+
+def _batches(rows, indices, image_size, augment, with_meta, cache):
+    """The dataset of batches for a dataset of (row indices [B], augmentation seed [2])."""
+    batch_size = indices.element_spec[0].shape[0]
+
+    def finish(images, labels, seed):
+        images = tf.cast(images, tf.float32)
+        if augment is not None:
+            images = augment(images, seed)
+        return images, labels
+
+    if cache:
+        # Whole batches are gathered from memory, so the parallelism is
+        # across batches rather than across images.
+        cached = tf.constant(_decode_all(rows.paths, image_size))
+        dataset = indices.map(
+            lambda idx, seed: finish(tf.gather(cached, idx), rows.labels(idx, with_meta), seed),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=True,
+        )
+    else:
+        # Images are decoded one by one in parallel, then regrouped: the
+        # index batches are whole and the stream is infinite, so batch() puts
+        # exactly the same rows back together. The batch's seed travels with
+        # each of its images through unbatch().
+        dataset = (
+            indices.map(
+                lambda idx, seed: (
+                    tf.gather(rows.path_tensor, idx),
+                    rows.labels(idx, with_meta),
+                    tf.repeat(seed[None], batch_size, axis=0),
+                )
+            )
+            .unbatch()
+            .map(
+                lambda path, labels, seed: (load_image(path, image_size), labels, seed),
+                num_parallel_calls=AUTOTUNE,
+                deterministic=True,
+            )
+            .batch(batch_size, drop_remainder=True)
+            .map(
+                lambda images, labels, seeds: finish(images, labels, seeds[0]),
+                num_parallel_calls=AUTOTUNE,
+                deterministic=True,
+            )
+        )
+    return dataset.prefetch(AUTOTUNE)
+
+
+def _base_seed(seed):
+    """``seed`` as an int64 tensor; None draws one (the pipeline is then fixed once built)."""
+    if seed is None:
+        seed = int(np.random.default_rng().integers(2**62))
+    return tf.constant(int(seed), tf.int64)
+
+
+class _PKSampler:
+    """Row indices of P×K batches, drawn with stateless ops from a per-batch seed.
+
+    The rows of the tables are laid out id by id in ``order``; id ``j`` owns
+    ``order[start[j] : start[j] + count[j]]`` and belongs to table ``table[j]``.
+    """
+
+    def __init__(self, named, offsets, p, k):
+        order, start, count, table = [], [], [], []
+        position = 0
+        for index, ((_, frame), offset) in enumerate(zip(named, offsets, strict=True)):
+            rows = np.arange(len(frame), dtype=np.int64) + offset
+            for _, members in pd.Series(rows).groupby(frame["pid"].to_numpy(), sort=True):
+                order.append(members.to_numpy())
+                start.append(position)
+                count.append(len(members))
+                table.append(index)
+                position += len(members)
+        sizes = np.array([len(frame) for _, frame in named], np.float64)
+        self.p, self.k = p, k
+        self.width = max(max(count), k)
+        self.order = tf.constant(np.concatenate(order))
+        self.start = tf.constant(start, tf.int64)
+        self.count = tf.constant(count, tf.int64)
+        self.table = tf.constant(table, tf.int64)
+        self.log_weights = tf.constant(np.log(sizes / sizes.sum())[None], tf.float32)
+
+    def __call__(self, seed):
+        table_seed, id_seed, row_seed, fill_seed = tf.unstack(tf.random.split(seed, 4))
+        # A table in proportion to its images.
+        table = tf.random.stateless_categorical(self.log_weights, 1, table_seed, tf.int64)[0, 0]
+        # P of its ids without replacement: the P largest random keys.
+        keys = tf.random.stateless_uniform(tf.shape(self.table), id_seed)
+        ids = tf.math.top_k(tf.where(self.table == table, keys, -1.0), self.p).indices
+        count = tf.gather(self.count, ids)[:, None]
+        # K of each id's images without replacement, the same way.
+        keys = tf.random.stateless_uniform([self.p, self.width], row_seed)
+        valid = tf.range(self.width, dtype=tf.int64)[None] < count
+        positions = tf.cast(tf.math.top_k(tf.where(valid, keys, -1.0), self.k).indices, tf.int64)
+        # An id with fewer than K images: all of them, then random repeats, so
+        # the batch has as many distinct positives as the id offers.
+        repeats = tf.random.stateless_uniform([self.p, self.k], fill_seed)
+        repeats = tf.cast(repeats * tf.cast(count, tf.float32), tf.int64)
+        slots = tf.range(self.k, dtype=tf.int64)[None]
+        positions = tf.where(slots < count, positions, tf.minimum(repeats, count - 1))
+        rows = tf.gather(self.order, tf.gather(self.start, ids)[:, None] + positions)
+        return tf.reshape(rows, [self.p * self.k])
+
+    def batches(self, seed):
+        """An infinite dataset of (row indices [P·K], augmentation seed [2])."""
+        base = _base_seed(seed)
+
+        def draw(step):
+            sample_seed, augment_seed = tf.unstack(tf.random.split(tf.stack([base, step]), 2))
+            return self(sample_seed), augment_seed
+
+        return tf.data.Dataset.counter().map(draw)
+
+
+def pk_batches(
+    tables,
+    p=18,
+    k=4,
+    image_size=(256, 128),
+    augment=True,
+    seed=None,
+    with_meta=False,
+    num_replicas=1,
+    cache=False,
+):
+    """Infinite P×K training batches: P identities, K images each, one table per batch.
+
+    Each batch comes from one table, chosen at random with probability
+    proportional to its number of images (so several datasets are trained
+    together but never mixed in a batch, as EmbAE requires). Inside a batch,
+    the K images of an identity are consecutive rows. An identity with at
+    least K images gives K distinct ones; one with fewer gives all of its
+    images plus random repeats. The pids are the table's own.
+
+    Args:
+        tables: a labelled table (DataFrame with columns path, pid, camid,
+            dataset), a list of them, or a dict name -> table.
+        p: identities per batch. Default 18.
+        k: images per identity. Default 4.
+        image_size: ``(height, width)``. Default ``(256, 128)``.
+        augment: ``True`` for the default :class:`~keras_reid.data.augment.Augment`
+            (flip + TriNet crop), ``None``/``False`` for none, or an ``Augment``
+            (or a dict of its arguments). Default True.
+        seed: an int for repeatable batches and augmentation; None draws one
+            at random when the pipeline is built. Default None.
+        with_meta: when True the labels are a dict ``{"pid", "camid",
+            "dataset"}`` of int32 ``[P·K]``, ``dataset`` being the table's index
+            in ``tables`` (in dict order for a dict). Default False.
+        num_replicas: replicas the global batch is split across along axis 0
+            (``tf.distribute.MirroredStrategy``); P must be a multiple so that
+            each replica gets whole K-groups. Default 1.
+        cache: decode and resize every image once and keep them in memory as
+            uint8 (``N × H × W × 3`` bytes: 1.2 GB for Market-1501 at 256×128),
+            then gather batches from there. Fastest for small datasets. Default
+            False.
+
+    Returns:
+        a ``tf.data.Dataset`` of ``(images, labels)``: images float32
+        ``[P·K, H, W, 3]`` raw 0-255 RGB; labels int32 pids ``[P·K]`` or the
+        dict above. Use it with ``model.fit(..., steps_per_epoch=steps_per_epoch(tables, p, k))``.
+
+    Raises:
+        ReIDError: for a table with a pid < 0 (unlabelled: use
+            :func:`unlabeled_batches`), a table with fewer than P ids, P or K
+            below 1, or P not a multiple of ``num_replicas``.
+
+    Example:
+        >>> market = load_dataset("market1501", "/data/market")
+        >>> train = pk_batches(market.train, p=18, k=4, seed=0)
+        >>> images, pids = next(iter(train))  # [72, 256, 128, 3], [72]
+    """
+    _positive(p=p, k=k, num_replicas=num_replicas)
+    if p % num_replicas:
+        raise ReIDError(
+            f"P={p} identities per batch cannot be split evenly across {num_replicas} "
+            f"replicas: each replica needs whole groups of K images; use a P that is a "
+            f"multiple of {num_replicas}."
+        )
+    image_size = _check_image_size(image_size)
+    named = _as_tables(tables)
+    for name, table in named:
+        unlabelled = int((table["pid"] < 0).sum())
+        if unlabelled:
+            raise ReIDError(
+                f"{name}: {unlabelled} image(s) have pid < 0 (unlabelled); pk_batches takes "
+                "labelled tables only: use unlabeled_batches for target-domain images."
+            )
+        ids = table["pid"].nunique()
+        if ids < p:
+            raise ReIDError(
+                f"{name}: {ids} identities, fewer than P={p} per batch; use a smaller P or "
+                "add data."
+            )
+    rows = _Rows(named)
+    sampler = _PKSampler(named, rows.offsets, p, k)
+    return _batches(
+        rows, sampler.batches(seed), image_size, resolve_augment(augment), with_meta, cache
+    )
+
+
+def unlabeled_batches(
+    table,
+    batch_size,
+    image_size=(256, 128),
+    augment=True,
+    seed=None,
+    with_meta=False,
+    cache=False,
+):
+    """Infinite shuffled batches of a table, labels ignored (all -1).
+
+    For the unlabelled target domain of DIEN and EmbAE. Every row is seen once
+    per pass, in a new random order each pass; passes follow one another
+    without a gap, so a batch may straddle two of them.
+
+    Args:
+        table: a table with columns path, pid, camid (its pids are ignored).
+        batch_size: images per batch.
+        image_size: ``(height, width)``. Default ``(256, 128)``.
+        augment: as in :func:`pk_batches`. Default True.
+        seed: an int for repeatable batches; None draws one. Default None.
+        with_meta: labels as ``{"pid": -1, "camid", "dataset": 0}``. Default False.
+        cache: keep the decoded images in memory, as in :func:`pk_batches`.
+            Default False.
+
+    Returns:
+        a ``tf.data.Dataset`` of ``(images [B, H, W, 3] float32, pids [B] int32 = -1)``.
+
+    Example:
+        >>> target = unlabeled_batches(duke.train, batch_size=72, seed=0)
+        >>> source = pk_batches(market.train, seed=0)
+        >>> both = tf.data.Dataset.zip(source, target)
+    """
+    _positive(batch_size=batch_size)
+    image_size = _check_image_size(image_size)
+    named = _as_tables(table)
+    rows = _Rows(named, pids=-1)
+    count = len(rows.paths)
+    base = _base_seed(seed)
+
+    def permutation(epoch):
+        # Pass ``n`` and batch ``n`` take the two halves of the split of
+        # (seed, n): the order and the augmentation are independent streams.
+        keys = tf.random.stateless_uniform([count], tf.random.split(tf.stack([base, epoch]))[0])
+        return tf.cast(tf.argsort(keys), tf.int64)
+
+    def augment_seed(step):
+        return tf.random.split(tf.stack([base, step]))[1]
+
+    indices = (
+        tf.data.Dataset.counter().map(permutation).unbatch().batch(batch_size, drop_remainder=True)
+    )
+    indices = tf.data.Dataset.zip(indices, tf.data.Dataset.counter().map(augment_seed))
+    return _batches(rows, indices, image_size, resolve_augment(augment), with_meta, cache)
+
+
+def steps_per_epoch(tables, p=18, k=4):
+    """Batches in one epoch: the number of images over P·K, at least 1.
+
+    Example:
+        >>> steps_per_epoch(market.train, 18, 4)  # 12,936 // 72
+        179
+    """
+    _positive(p=p, k=k)
+    total = sum(len(table) for _, table in _as_tables(tables))
+    return max(1, total // (p * k))
+
+
+def inference_batches(table, image_size=(256, 128), batch_size=64, flip=False):
+    """Every row of ``table`` once, in order, in batches (the last one partial).
+
+    Flip test-time augmentation is a second pass with ``flip=True``, which
+    yields the same batches mirrored left-right, so that both passes feed
+    ``model.predict`` directly::
+
+        features = model.predict(inference_batches(query))
+        features += model.predict(inference_batches(query, flip=True))
+
+    Args:
+        table: a table with a ``path`` column (any pids, junk included).
+        image_size: ``(height, width)``. Default ``(256, 128)``.
+        batch_size: images per batch. Default 64.
+        flip: mirror every image horizontally. Default False.
+
+    Returns:
+        a finite ``tf.data.Dataset`` of float32 images ``[B, H, W, 3]``, raw 0-255 RGB.
+
+    Example:
+        >>> query_features = model.predict(inference_batches(market.query))
+    """
+    _positive(batch_size=batch_size)
+    image_size = _check_image_size(image_size)
+    if "path" not in table:
+        raise ReIDError("inference_batches: the table has no 'path' column.")
+    paths = tf.constant(table["path"].astype(str).to_numpy(), dtype=tf.string)
+
+    def to_float(images):
+        images = tf.cast(images, tf.float32)
+        return tf.reverse(images, [2]) if flip else images
+
+    return (
+        tf.data.Dataset.from_tensor_slices(paths)
+        .map(lambda p: load_image(p, image_size), num_parallel_calls=AUTOTUNE, deterministic=True)
+        .batch(batch_size)
+        .map(to_float)
+        .prefetch(AUTOTUNE)
+    )

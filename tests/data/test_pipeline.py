@@ -1,0 +1,295 @@
+"""keras_reid.data.pipeline on tiny image trees whose pixels encode their labels.
+
+Every fixture image is one flat colour: red = 12 × pid, green = 60 + 120 ×
+table index, blue = 50 × camid (camid is the image's index within its id,
+so that rows of one id are told apart). Whatever the batch, the labels can be
+checked against the pixels they came with.
+"""
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from keras_reid.data.dataset import make_table
+from keras_reid.data.pipeline import (
+    find_unreadable,
+    inference_batches,
+    load_image,
+    pk_batches,
+    steps_per_epoch,
+    unlabeled_batches,
+)
+from keras_reid.errors import ReIDError
+
+SIZE = (32, 16)
+FORMATS = (".jpg", ".png", ".bmp")
+# JPEG keeps a flat colour to within a few levels; PNG and BMP exactly.
+TOLERANCE = 4
+
+
+def colour(pid, table, camid):
+    """RGB of a fixture image."""
+    return 12 * pid, 60 + 120 * table, 50 * camid
+
+
+def write_table(folder, name, table_index, images_per_pid):
+    """A table of flat-colour images in JPEG, PNG and BMP, ``{pid: image count}``."""
+    folder.mkdir()
+    records = []
+    for pid, count in images_per_pid.items():
+        for camid in range(count):
+            path = folder / f"{pid}_{camid}{FORMATS[(pid + camid) % 3]}"
+            rgb = colour(pid, table_index, camid)
+            cv2.imwrite(str(path), np.full((24, 12, 3), rgb[::-1], np.uint8))
+            records.append((str(path), pid, camid))
+    return make_table(records, name)
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    # alpha: ids 0-7 with 5 images, ids 8-9 with 2 (fewer than K=4): 44 images.
+    alpha = write_table(root / "alpha", "alpha", 0, {**dict.fromkeys(range(8), 5), 8: 2, 9: 2})
+    # beta: ids 10-15 with 4 images: 24 images.
+    beta = write_table(root / "beta", "beta", 1, dict.fromkeys(range(10, 16), 4))
+    return {"alpha": alpha, "beta": beta}
+
+
+def labels_from_pixels(images):
+    """(pid, table, camid) per image, read back from its mean colour."""
+    mean = images.numpy().mean(axis=(1, 2))
+    assert np.abs(images.numpy() - mean[:, None, None]).max() <= TOLERANCE
+    red, green, blue = mean.T
+    return (
+        np.rint(red / 12).astype(int),
+        np.rint((green - 60) / 120).astype(int),
+        np.rint(blue / 50).astype(int),
+    )
+
+
+def take(dataset, count):
+    return list(dataset.take(count))
+
+
+def test_pk_batches_are_p_ids_of_k_consecutive_images_from_one_table(tables):
+    p, k = 3, 4
+    dataset = pk_batches(
+        [tables["alpha"], tables["beta"]], p=p, k=k, image_size=SIZE, seed=0, with_meta=True
+    )
+    assert dataset.element_spec[0].shape == (p * k, *SIZE, 3)
+    table_pids = [set(tables["alpha"].pid), set(tables["beta"].pid)]
+    for images, meta in take(dataset, 25):
+        assert images.dtype == tf.float32
+        assert meta["pid"].dtype == tf.int32
+        pids, table, camids = (meta[key].numpy() for key in ("pid", "dataset", "camid"))
+        groups = pids.reshape(p, k)
+        assert (groups == groups[:, :1]).all(), "K consecutive rows per id"
+        assert len(set(groups[:, 0])) == p, "P distinct ids"
+        assert len(set(table)) == 1, "one table per batch"
+        assert set(pids) <= table_pids[table[0]]
+        pixel_pids, pixel_table, pixel_camids = labels_from_pixels(images)
+        np.testing.assert_array_equal(pixel_pids, pids)
+        np.testing.assert_array_equal(pixel_table, table)
+        np.testing.assert_array_equal(pixel_camids, camids)
+
+
+def test_plain_labels_are_the_pids(tables):
+    images, pids = take(pk_batches(tables["beta"], p=2, k=2, image_size=SIZE, seed=1), 1)[0]
+    assert pids.shape == (4,)
+    np.testing.assert_array_equal(labels_from_pixels(images)[0], pids.numpy())
+
+
+def test_tables_are_chosen_in_proportion_to_their_images(tables):
+    dataset = pk_batches(
+        tables, p=2, k=2, image_size=SIZE, augment=None, seed=2, with_meta=True, cache=True
+    )
+    chosen = [int(meta["dataset"][0]) for _, meta in take(dataset, 400)]
+    share = np.mean(np.array(chosen) == 0)
+    assert abs(share - 44 / 68) < 0.08
+
+
+def test_ids_with_enough_images_are_drawn_without_replacement_others_with(tables):
+    dataset = pk_batches(tables["alpha"], p=6, k=4, image_size=SIZE, seed=3, with_meta=True)
+    seen_small = 0
+    for _, meta in take(dataset, 30):
+        pids = meta["pid"].numpy().reshape(6, 4)
+        camids = meta["camid"].numpy().reshape(6, 4)
+        for pid, rows in zip(pids[:, 0], camids, strict=True):
+            if pid in (8, 9):
+                # Two images for K=4: both appear, the rest are repeats.
+                assert set(rows) == {0, 1}
+                seen_small += 1
+            else:
+                assert len(set(rows)) == 4
+    assert seen_small > 0
+
+
+def test_seeded_batches_repeat_and_cache_changes_nothing(tables):
+    def batches(seed, cache=False):
+        dataset = pk_batches(tables, p=2, k=2, image_size=SIZE, seed=seed, cache=cache)
+        return [(images.numpy(), pids.numpy()) for images, pids in take(dataset, 4)]
+
+    first = batches(5)
+    for other in (batches(5), batches(5, cache=True)):
+        for (images_a, pids_a), (images_b, pids_b) in zip(first, other, strict=True):
+            np.testing.assert_array_equal(pids_a, pids_b)
+            np.testing.assert_array_equal(images_a, images_b)
+    assert any((a[1] != b[1]).any() for a, b in zip(first, batches(6), strict=True))
+
+
+def test_augmentation_is_seeded_too(tmp_path):
+    # A left-to-right ramp: flips and crops show in the pixels.
+    ramp = np.tile(np.linspace(0, 255, 16, dtype=np.uint8)[None, :, None], (32, 1, 3))
+    records = []
+    for pid in range(2):
+        for index in range(2):
+            path = tmp_path / f"{pid}_{index}.png"
+            cv2.imwrite(str(path), ramp)
+            records.append((str(path), pid, 0))
+    table = make_table(records, "ramp")
+
+    def first_images(seed):
+        return take(pk_batches(table, p=2, k=2, image_size=SIZE, seed=seed), 1)[0][0].numpy()
+
+    np.testing.assert_array_equal(first_images(7), first_images(7))
+    assert not np.array_equal(first_images(7), first_images(8))
+    plain = take(pk_batches(table, p=2, k=2, image_size=SIZE, augment=None, seed=7), 1)[0][0]
+    assert not np.array_equal(first_images(7), plain.numpy())
+
+
+def test_replicas_receive_whole_groups(tables):
+    p, k, replicas = 4, 2, 2
+    dataset = pk_batches(tables["alpha"], p=p, k=k, image_size=SIZE, seed=0, num_replicas=2)
+    for _, pids in take(dataset, 5):
+        for part in np.split(pids.numpy(), replicas):
+            groups = part.reshape(p // replicas, k)
+            assert (groups == groups[:, :1]).all()
+
+
+def test_refuses_p_not_divisible_by_replicas(tables):
+    with pytest.raises(ReIDError, match=r"P=3.*2 replicas"):
+        pk_batches(tables["alpha"], p=3, k=4, num_replicas=2)
+
+
+def test_refuses_table_with_fewer_ids_than_p(tables):
+    with pytest.raises(ReIDError, match=r"beta: 6 identities, fewer than P=7.*smaller P"):
+        pk_batches(tables, p=7, k=2)
+
+
+def test_refuses_unlabelled_table(tables):
+    target = tables["alpha"].assign(pid=-1)
+    with pytest.raises(ReIDError, match="unlabeled_batches"):
+        pk_batches(target, p=1, k=2)
+
+
+@pytest.mark.parametrize(
+    "arguments, name",
+    [({"p": 0}, "p=0"), ({"k": 0}, "k=0"), ({"num_replicas": 0}, "num_replicas=0")],
+)
+def test_refuses_bad_batch_arguments(tables, arguments, name):
+    with pytest.raises(ReIDError, match=f"Received: {name}"):
+        pk_batches(tables["alpha"], **arguments)
+
+
+def test_refuses_what_is_not_a_table():
+    with pytest.raises(ReIDError, match="DataFrame"):
+        pk_batches("alpha.csv")
+    with pytest.raises(ReIDError, match="empty"):
+        pk_batches(make_table([], "nothing"))
+
+
+def test_steps_per_epoch(tables):
+    assert steps_per_epoch(tables, p=3, k=4) == (44 + 24) // 12
+    assert steps_per_epoch(tables["beta"], p=18, k=4) == 1
+
+
+def test_unlabeled_batches_cover_the_table_each_pass_with_labels_minus_one(tables):
+    beta = tables["beta"].assign(pid=-1)
+    dataset = unlabeled_batches(beta, batch_size=8, image_size=SIZE, seed=0, with_meta=True)
+    batches = take(dataset, 6)  # two passes over 24 images
+    expected = set(zip(tables["beta"].pid, tables["beta"].camid, strict=True))
+    for start in (0, 3):
+        seen = []
+        for images, meta in batches[start : start + 3]:
+            assert (meta["pid"].numpy() == -1).all()
+            pixel_pids, _, pixel_camids = labels_from_pixels(images)
+            np.testing.assert_array_equal(pixel_camids, meta["camid"].numpy())
+            seen += list(zip(pixel_pids, pixel_camids, strict=True))
+        assert sorted(seen) == sorted(expected)
+    first_pass = np.concatenate([meta["camid"].numpy() for _, meta in batches[:3]])
+    second_pass = np.concatenate([meta["camid"].numpy() for _, meta in batches[3:]])
+    assert not np.array_equal(first_pass, second_pass), "a new order each pass"
+
+    again = take(unlabeled_batches(beta, 8, SIZE, seed=0), 2)
+    np.testing.assert_array_equal(again[1][0].numpy(), batches[1][0].numpy())
+
+
+def test_inference_batches_cover_every_row_in_order(tables):
+    alpha = tables["alpha"]
+    batches = list(inference_batches(alpha, SIZE, batch_size=5))
+    assert [len(b) for b in batches] == [5] * 8 + [4]
+    pids, table, camids = labels_from_pixels(tf.concat(batches, axis=0))
+    np.testing.assert_array_equal(pids, alpha.pid)
+    np.testing.assert_array_equal(camids, alpha.camid)
+    assert (table == 0).all()
+
+
+def test_inference_flip_mirrors_the_images(tmp_path):
+    image = np.random.default_rng(0).integers(0, 256, (32, 16, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "a.png"), image)
+    table = make_table([(str(tmp_path / "a.png"), 1, 0)], "one")
+    (plain,) = list(inference_batches(table, SIZE))
+    (flipped,) = list(inference_batches(table, SIZE, flip=True))
+    np.testing.assert_array_equal(plain.numpy()[0], image[:, :, ::-1])  # BGR -> RGB
+    np.testing.assert_array_equal(flipped.numpy()[0], image[:, ::-1, ::-1])
+
+
+@pytest.mark.parametrize("extension", FORMATS)
+def test_decodes_jpeg_png_bmp_as_rgb(tmp_path, extension):
+    path = tmp_path / f"image{extension}"
+    cv2.imwrite(str(path), np.full((24, 12, 3), (200, 100, 30), np.uint8))  # BGR
+    image = load_image(str(path), SIZE).numpy()
+    assert image.shape == (*SIZE, 3) and image.dtype == np.uint8
+    assert np.abs(image.astype(int) - (30, 100, 200)).max() <= TOLERANCE
+
+
+def test_decodes_grayscale_to_three_channels(tmp_path):
+    path = tmp_path / "gray.png"
+    cv2.imwrite(str(path), np.full((24, 12), 77, np.uint8))
+    np.testing.assert_array_equal(load_image(str(path), SIZE).numpy(), 77)
+
+
+@pytest.fixture
+def broken(tmp_path, tables):
+    garbage = tmp_path / "garbage.jpg"
+    garbage.write_bytes(b"<html>not an image</html>" * 10)
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    damaged = tmp_path / "damaged.png"
+    good = open(tables["alpha"].path[1], "rb").read()  # a PNG
+    damaged.write_bytes(good[:20] + b"\0" * 40)
+    missing = tmp_path / "missing.jpg"
+    records = [(str(p), 1, 0) for p in (garbage, empty, damaged, missing)]
+    good_rows = tables["alpha"].head(3)
+    table = pd.concat([good_rows, make_table(records, "alpha")], ignore_index=True)
+    return table, [str(garbage), str(empty), str(damaged), str(missing)]
+
+
+def test_find_unreadable_names_missing_empty_and_damaged_files(broken):
+    table, bad = broken
+    assert find_unreadable(table) == bad
+    assert find_unreadable(table.head(3)) == []
+
+
+def test_decoding_error_names_a_file_that_is_not_an_image(broken):
+    table, bad = broken
+    with pytest.raises(tf.errors.InvalidArgumentError, match="garbage.jpg"):
+        list(inference_batches(table.iloc[[0, 3]], SIZE))
+
+
+def test_cache_refuses_unreadable_files_naming_them(broken):
+    table, _ = broken
+    with pytest.raises(ReIDError, match="garbage.jpg"):
+        pk_batches(table, p=1, k=2, image_size=SIZE, cache=True)
