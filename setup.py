@@ -20,6 +20,7 @@ setup(
         "h5py",
         "scipy",
         "tqdm",
+        "tensorboard",
     ],
     extras_require={
         "cpu": ["tensorflow-cpu>=2.16"],

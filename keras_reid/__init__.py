@@ -14,17 +14,21 @@ if os.environ["KERAS_BACKEND"] != "tensorflow":
         f"{os.environ['KERAS_BACKEND']!r}; unset it or set KERAS_BACKEND=tensorflow."
     )
 
-try:
-    import tensorflow  # noqa: F401
-except ImportError as error:  # pragma: no cover - exercised without TF only
-    raise ImportError(
-        "keras_reid needs TensorFlow, which is not installed: install it with "
-        "`pip install keras-reid[cpu]` (or `.[cpu]` from a clone; `[gpu]` for CUDA)."
-    ) from error
+from keras_reid._quiet import quiet_fd2  # noqa: E402
 
-from keras_reid import data, layers, losses, models  # noqa: E402
-from keras_reid.data import ReIDDataset, load_dataset  # noqa: E402
-from keras_reid.errors import ReIDError  # noqa: E402
+with quiet_fd2():
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError as error:  # pragma: no cover - exercised without TF only
+        raise ImportError(
+            "keras_reid needs TensorFlow, which is not installed: install it with "
+            "`pip install keras-reid[cpu]` (or `.[cpu]` from a clone; `[gpu]` for CUDA)."
+        ) from error
+
+    # Importing these registers every custom layer, loss, schedule and model.
+    from keras_reid import data, layers, losses, models, training  # noqa: F401
+    from keras_reid.data import ReIDDataset, load_dataset
+    from keras_reid.errors import ReIDError
 
 __version__ = "0.1.0"
 
@@ -37,4 +41,5 @@ __all__ = [
     "load_dataset",
     "losses",
     "models",
+    "training",
 ]

@@ -8,36 +8,45 @@ status 2 (a traceback only with ``--debug``).
 import argparse
 import logging
 import os
+import re
 import sys
+import threading
+
+from keras_reid._quiet import NOISE, drop_noise
 
 EXIT_USAGE = 2
 
 
-def _quiet_tensorflow():
-    """Silence TensorFlow's C++ start-up chatter before it is first imported."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    if "tensorflow" in sys.modules:
-        return
-    # absl prints one line to fd 2 before logging is configured; hold fd 2 while
-    # importing and replay what was written only if the import fails.
-    import tempfile
+def _filter_stderr():
+    """Route fd 2 through a thread that drops TensorFlow's runtime chatter (see _quiet)."""
+    read_end, write_end = os.pipe()
+    real = os.dup(2)
+    os.dup2(write_end, 2)
+    os.close(write_end)
 
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as buffer:
-        os.dup2(buffer.fileno(), 2)
-        try:
-            import tensorflow as tf
+    def pump():
+        pending = b""
+        while True:
+            chunk = os.read(read_end, 65536)
+            if not chunk:
+                break
+            pending += chunk
+            # Split after \n or \r so progress bars (\r updates) pass through live.
+            parts = re.split(rb"(?<=[\r\n])", pending)
+            pending = parts.pop()
+            kept = drop_noise(b"".join(parts))
+            if kept:
+                os.write(real, kept)
+        if pending and not NOISE.match(pending):
+            os.write(real, pending)
 
-            tf.get_logger().setLevel(logging.ERROR)
-        except BaseException:
-            os.dup2(saved, 2)
-            buffer.seek(0)
-            sys.stderr.write(buffer.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+    threading.Thread(target=pump, daemon=True).start()
+
+    def restore():
+        sys.stderr.flush()
+        os.dup2(real, 2)  # closes the pipe's last write end: the pump drains and stops
+
+    return restore
 
 
 def _size(text):
@@ -114,6 +123,43 @@ def cmd_demo(args):
     run_demo(out=args.out, quick=args.quick, seed=args.seed)
 
 
+def cmd_train(args):
+    from keras_reid.config import load_config
+    from keras_reid.training import RECIPES
+
+    recipe = RECIPES.get(args.recipe)
+    config = load_config(args.config, args.overrides)
+    recipe(config, args.out, resume=args.resume)
+    print(f"wrote {args.out}")
+
+
+def cmd_evaluate(args):
+    from keras_reid.data import load_dataset, parse_spec
+    from keras_reid.metrics import format_results
+    from keras_reid.reporting import evaluate_model, load_keras_model
+
+    model = load_keras_model(args.model)
+    name, root = parse_spec(args.data)
+    dataset = load_dataset(name, root)
+    rerank = (
+        {"k1": args.k1, "k2": args.k2, "lambda_value": args.lambda_value} if args.rerank else False
+    )
+    row = evaluate_model(
+        model,
+        dataset,
+        tta=args.tta,
+        rerank=rerank,
+        batch_size=args.batch_size,
+        metric=args.metric,
+        normalize=not args.no_normalize,
+        out=args.out,
+        worst_first=not args.best_first,
+    )
+    print(format_results(row))
+    if args.out:
+        print(f"wrote {args.out}/results.csv, results.md, cmc.png, ranked_lists.png")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-reid",
@@ -147,6 +193,43 @@ def build_parser():
     p.add_argument("--check", action="store_true", help="decode every image, report bad ones")
     p.set_defaults(func=cmd_datasets)
 
+    p = sub.add_parser(
+        "train",
+        help="train a paper's model from a YAML config",
+        description="Train RECIPE (embedding, ...) from a config; section.key=value "
+        "arguments override the config. The run folder records the resolved config.",
+    )
+    p.add_argument("recipe", help="embedding")
+    p.add_argument("--config", required=True, help="a YAML config (train_scripts/configs/)")
+    p.add_argument("--out", required=True, help="run folder (refused if not empty)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="score a model on a dataset's query/gallery (Rank-k, mAP, mINP, -nd)",
+        description="Extract features with MODEL (a .keras file with an 'embedding' output) "
+        "and score them with the dataset's protocol (Market rule, CUHK03, or video).",
+    )
+    p.add_argument("model", help="a .keras model file")
+    p.add_argument("--data", required=True, metavar="NAME[:ROOT]", help="e.g. market1501:/data/m")
+    p.add_argument(
+        "--tta",
+        choices=["flip", "center-crop", "five-crop", "five-crop-flip"],
+        help="test-time augmentation",
+    )
+    p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking")
+    p.add_argument("--k1", type=int, default=20)
+    p.add_argument("--k2", type=int, default=6)
+    p.add_argument("--lambda-value", type=float, default=0.3)
+    p.add_argument("--metric", choices=["euclidean", "sqeuclidean", "cosine"], default="euclidean")
+    p.add_argument("--no-normalize", action="store_true", help="keep embeddings unnormalised")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--out", help="write results.csv, results.md, cmc.png, ranked_lists.png here")
+    p.add_argument("--best-first", action="store_true", help="ranked lists: best queries first")
+    p.set_defaults(func=cmd_evaluate)
+
     p = sub.add_parser("demo", help="run the main pipeline on SynthReID, no download needed")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p.add_argument("--quick", action="store_true", help="a smaller, faster run")
@@ -156,9 +239,19 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # Overrides may follow the options (``--out DIR model.alpha=0.5``), which
+    # argparse cannot match to a positional after options: collect them here.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "overrides", None) is None or any(
+            e.startswith("-") or "=" not in e for e in extra
+        ):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    _quiet_tensorflow()
+    restore = (lambda: None) if args.debug else _filter_stderr()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from keras_reid.errors import ReIDError
 
     try:
@@ -171,6 +264,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"keras-reid {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        restore()
     return 0
 
 

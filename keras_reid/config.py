@@ -20,10 +20,26 @@ import copy
 import inspect
 import json
 import os
+import re
 
 import yaml
 
 from keras_reid.errors import ReIDError
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-4`` (no dot) as a string; learning rates are written that way."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def _parse(text):
+    return yaml.load(text, Loader=_Loader)
 
 
 def _merge(base, update):
@@ -46,7 +62,7 @@ def load_config(path, overrides=(), _seen=None):
         raise ReIDError(f"config: no file {path}; pass the path of a YAML config.")
     try:
         with open(path, encoding="utf-8") as stream:
-            config = yaml.safe_load(stream) or {}
+            config = _parse(stream) or {}
     except yaml.YAMLError as error:
         raise ReIDError(f"config: {path} is not valid YAML: {str(error).splitlines()[0]}") from None
     if not isinstance(config, dict):
@@ -68,7 +84,7 @@ def apply_override(config, override):
     if not sep or not key:
         raise ReIDError(f"config override {override!r} is not of the form section.key=value.")
     try:
-        value = yaml.safe_load(text)
+        value = _parse(text)
     except yaml.YAMLError:
         value = text
     config = copy.deepcopy(config)
@@ -139,7 +155,7 @@ def prepare_run_dir(path, config, resume=False):
             )
         if os.path.isfile(recorded):
             with open(recorded, encoding="utf-8") as stream:
-                previous = yaml.safe_load(stream)
+                previous = _parse(stream)
             if json.dumps(previous, sort_keys=True) != json.dumps(config, sort_keys=True):
                 raise ReIDError(
                     f"--resume: the config differs from the one recorded in {recorded}; "

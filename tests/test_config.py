@@ -67,3 +67,10 @@ def test_run_dir_records_config_and_refuses_overwrite(tmp_path):
     assert prepare_run_dir(run, {"model": {"alpha": 0.25}}, resume=True) == str(run)
     with pytest.raises(ReIDError, match="config differs"):
         prepare_run_dir(run, {"model": {"alpha": 0.5}}, resume=True)
+
+
+def test_scientific_floats_without_a_dot_are_numbers(tmp_path):
+    path = write(tmp_path / "lr.yaml", {})
+    path.write_text("schedule:\n  base_lr: 1e-4\n  final_lr: 3.0e-7\n  name: 1e5x\n")
+    config = load_config(path, overrides=["schedule.step=2E3"])
+    assert config["schedule"] == {"base_lr": 1e-4, "final_lr": 3e-7, "name": "1e5x", "step": 2000.0}

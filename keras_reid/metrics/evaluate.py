@@ -183,13 +183,14 @@ def evaluate(
     return pd.DataFrame([row])
 
 
-def format_results(results, digits=1):
+def format_results(results, digits=1, markdown=False):
     """A results table as text, scores in percent (``format_results(evaluate(...))``).
 
     Args:
         results: a DataFrame from :func:`evaluate`, or several concatenated,
             optionally with extra columns such as "model" or "dataset".
         digits: decimals of the percentages (default 1, as in most papers).
+        markdown: a Markdown table instead of aligned plain text.
 
     Example:
         >>> print(format_results(pd.concat([row_a.assign(model="a"), row_b.assign(model="b")])))
@@ -198,4 +199,8 @@ def format_results(results, digits=1):
     for column in table.columns:
         if column.startswith(("rank", "mAP", "mINP")):
             table[column] = (100 * table[column].astype(float)).map(f"{{:.{digits}f}}".format)
-    return table.to_string(index=False)
+    if not markdown:
+        return table.to_string(index=False)
+    rows = [list(table.columns), ["---"] * len(table.columns)]
+    rows += [[str(value) for value in record] for record in table.itertuples(index=False)]
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)

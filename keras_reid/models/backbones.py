@@ -74,8 +74,14 @@ def resnet50(input_shape=(256, 128, 3), weights=None):
     )
 
 
-def build_backbone(name, input_shape=(256, 128, 3), weights=None, **options):
+def build_backbone(name, input_shape=(256, 128, 3), weights=None, bn_momentum=None, **options):
     """A registered trunk by name; options are the trunk's own (e.g. mobilenet's alpha).
+
+    ``bn_momentum`` overrides the momentum of every BatchNormalization layer of
+    the trunk (Keras' default is 0.99). A trunk trained from scratch for a few
+    thousand steps changes faster than 0.99 moving statistics follow, and the
+    lag compounds through MobileNet's 27 BN layers until inference-mode
+    features of all images coincide; 0.9 keeps them in step.
 
     Example:
         >>> trunk = build_backbone("mobilenet", (64, 32, 3), alpha=0.25)
@@ -85,6 +91,13 @@ def build_backbone(name, input_shape=(256, 128, 3), weights=None, **options):
     if min(height, width) < 32:
         raise ReIDError(f"{name}: input size {height}x{width} is below the 32x32 minimum.")
     try:
-        return builder(input_shape=tuple(input_shape), weights=weights, **options)
+        trunk = builder(input_shape=tuple(input_shape), weights=weights, **options)
     except TypeError as error:
         raise ReIDError(f"{name}: {error}") from None
+    if bn_momentum is not None:
+        if not 0.0 <= bn_momentum < 1.0:
+            raise ReIDError(f"bn_momentum must be in [0, 1), got {bn_momentum}.")
+        for layer in trunk.layers[-1].layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = bn_momentum
+    return trunk

@@ -5,19 +5,24 @@ import keras
 from keras_reid.models.backbones import build_backbone
 
 
-def embedding_head(features, embedding_dim=128, hidden=1024, name="embedding"):
+def embedding_head(features, embedding_dim=128, hidden=1024, name="embedding", bn_momentum=0.99):
     """GAP'd features -> Dense(hidden) -> BatchNorm -> ReLU -> Dense(embedding_dim), linear.
 
     Used for f_emb (z_id) and, with another name, f_nui (z_nui) in EmbAE.
     """
     x = keras.layers.Dense(hidden, name=f"{name}_fc1")(features)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(x)
     x = keras.layers.ReLU(name=f"{name}_relu")(x)
     return keras.layers.Dense(embedding_dim, name=name)(x)
 
 
 def build_embedding_model(
-    backbone="mobilenet", alpha=1.0, input_shape=(256, 128, 3), weights=None, embedding_dim=128
+    backbone="mobilenet",
+    alpha=1.0,
+    input_shape=(256, 128, 3),
+    weights=None,
+    embedding_dim=128,
+    bn_momentum=None,
 ):
     """A functional model from raw RGB images to a named output "embedding".
 
@@ -27,6 +32,8 @@ def build_embedding_model(
         input_shape: (height, width, 3); 256x128 as in the papers, smaller for CPU runs.
         weights: None, "imagenet" or the path of a local no-top .h5 file.
         embedding_dim: size of the embedding (128 in the paper).
+        bn_momentum: BatchNorm momentum of the trunk and head (None: Keras' 0.99);
+            0.9 for short from-scratch CPU runs, see ``build_backbone``.
 
     The trunk is the nested model "trunk"; its global-average-pooled output is
     the layer "trunk_features" (what EmbAE's autoencoder reconstructs).
@@ -37,8 +44,8 @@ def build_embedding_model(
         ['embedding']
     """
     options = {"alpha": alpha} if backbone == "mobilenet" else {}
-    trunk = build_backbone(backbone, input_shape, weights, **options)
+    trunk = build_backbone(backbone, input_shape, weights, bn_momentum=bn_momentum, **options)
     images = keras.Input(shape=input_shape, name="images")
     features = keras.layers.GlobalAveragePooling2D(name="trunk_features")(trunk(images))
-    embedding = embedding_head(features, embedding_dim)
+    embedding = embedding_head(features, embedding_dim, bn_momentum=bn_momentum or 0.99)
     return keras.Model(images, {"embedding": embedding}, name=f"{backbone}_embedding")

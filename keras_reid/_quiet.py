@@ -1,0 +1,47 @@
+"""Keep TensorFlow's C++ start-up chatter off stderr.
+
+TensorFlow's runtime logs to file descriptor 2 before absl logging is
+initialised, so ``TF_CPP_MIN_LOG_LEVEL`` cannot silence these lines: the oneDNN
+and CPU-feature notices at import, cost-model warnings while tracing. They say
+nothing a user can act on. Errors (E/F lines) and anything else pass through.
+"""
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+
+NOISE = re.compile(
+    rb"^([IW]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\]"
+    rb"|WARNING: All log messages before absl::InitializeLog"
+    rb"|To enable the following instructions: )"
+)
+
+
+def drop_noise(data):
+    """``data`` without the noise lines (lines split after \\n or \\r)."""
+    return b"".join(part for part in re.split(rb"(?<=[\r\n])", data) if not NOISE.match(part))
+
+
+@contextlib.contextmanager
+def quiet_fd2():
+    """Hold fd 2 in a temporary file inside the block; replay all but the noise after."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2 (some embedded interpreters)
+        yield
+        return
+    with tempfile.TemporaryFile() as buffer:
+        os.dup2(buffer.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            buffer.seek(0)
+            kept = drop_noise(buffer.read())
+            if kept:
+                os.write(2, kept)

@@ -1,0 +1,134 @@
+"""Feature extraction with test-time augmentation (TTA).
+
+TTA as in the triplet-loss papers (Hermans et al. 2017, Sec. 4.4): the
+embedding of an image is combined from its horizontal flip and/or crops of a
+slightly larger resize (the centre crop, or five crops: four corners + centre).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_reid.data.pipeline import load_image
+from keras_reid.errors import ReIDError
+
+TTA_MODES = (None, "flip", "center-crop", "five-crop", "five-crop-flip")
+COMBINE_MODES = ("mean", "norm_mean")
+
+
+def model_image_size(model):
+    """(height, width) of a model's image input."""
+    shape = model.inputs[0].shape
+    if len(shape) != 4 or shape[1] is None or shape[2] is None:
+        raise ReIDError(f"model input must be [batch, H, W, 3] images; got shape {tuple(shape)}.")
+    return int(shape[1]), int(shape[2])
+
+
+def tta_views(images, tta=None, image_size=None, crop_pad=0.125):
+    """The augmented views of a batch, stacked on a new leading axis: [V, B, H, W, 3].
+
+    Args:
+        images: float32 [B, H', W', 3]; for crop modes H' = round(H * (1 + crop_pad)).
+        tta: one of ``TTA_MODES``.
+        image_size: (H, W) of the model; needed by the crop modes.
+        crop_pad: how much larger the crop source is (0.125: 256x128 from 288x144).
+    """
+    if tta in (None, "flip"):
+        views = [images]
+    else:
+        height, width = image_size
+        big_h, big_w = images.shape[1], images.shape[2]
+        offsets = [((big_h - height) // 2, (big_w - width) // 2)]
+        if tta.startswith("five-crop"):
+            offsets += [
+                (0, 0),
+                (0, big_w - width),
+                (big_h - height, 0),
+                (big_h - height, big_w - width),
+            ]
+        views = [images[:, y : y + height, x : x + width] for y, x in offsets]
+    if tta in ("flip", "five-crop-flip"):
+        views += [tf.reverse(view, [2]) for view in views]
+    return tf.stack(views)
+
+
+def _check_tta(tta, combine):
+    if tta not in TTA_MODES:
+        raise ReIDError(f"unknown tta {tta!r}; expected one of: {', '.join(map(str, TTA_MODES))}.")
+    if combine not in COMBINE_MODES:
+        raise ReIDError(
+            f"unknown combine {combine!r}; expected one of: {', '.join(COMBINE_MODES)}."
+        )
+
+
+def extract_features(
+    model,
+    table,
+    batch_size=128,
+    tta=None,
+    combine="mean",
+    output="embedding",
+    crop_pad=0.125,
+    progress=True,
+):
+    """Features of every row of ``table`` (in order) as a numpy array [N, D].
+
+    Args:
+        model: a Keras model taking raw RGB images with a dict output named ``output``.
+        table: a dataset table (a ``path`` column) or a list of image paths.
+        batch_size: images per forward pass (default 128).
+        tta: None, "flip", "center-crop", "five-crop" or "five-crop-flip".
+        combine: "mean" of the views' features, or "norm_mean" (each view's
+            feature L2-normalised before the mean).
+        output: the model output to extract (default "embedding").
+        crop_pad: relative enlargement for the crop modes (default 0.125).
+        progress: show a progress bar.
+
+    Example:
+        >>> q = extract_features(model, market.query, tta="flip")
+    """
+    _check_tta(tta, combine)
+    paths = list(table["path"]) if hasattr(table, "columns") else list(table)
+    if not paths:
+        raise ReIDError("extract_features: the table is empty.")
+    outputs = model.output_names if hasattr(model, "output_names") else []
+    if output not in outputs:
+        raise ReIDError(
+            f"the model has no output {output!r} (outputs: {', '.join(outputs) or 'none'}); "
+            "expected a keras_reid model with a named embedding output."
+        )
+    height, width = model_image_size(model)
+    load_size = (height, width)
+    if tta not in (None, "flip"):
+        load_size = (round(height * (1 + crop_pad)), round(width * (1 + crop_pad)))
+
+    @tf.function(reduce_retracing=True)
+    def embed(images):
+        views = tta_views(images, tta, (height, width), crop_pad)
+        count = tf.shape(views)[0]
+        flat = tf.reshape(views, [-1, height, width, 3])
+        features = tf.cast(model(flat, training=False)[output], tf.float32)
+        if combine == "norm_mean":
+            features = tf.math.l2_normalize(features, axis=-1)
+        features = tf.reshape(features, [count, -1, features.shape[-1]])
+        return tf.reduce_mean(features, axis=0)
+
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string))
+        .map(
+            lambda p: tf.cast(load_image(p, load_size), tf.float32),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    from tqdm.auto import tqdm
+
+    chunks = []
+    with tqdm(
+        total=len(paths), unit="img", desc="features", disable=not progress, leave=False
+    ) as bar:
+        for images in dataset:
+            chunks.append(embed(images).numpy())
+            bar.update(len(chunks[-1]))
+    return np.concatenate(chunks)

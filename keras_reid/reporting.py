@@ -1,0 +1,153 @@
+"""Evaluate a model on a dataset and write the report: the ``keras-reid evaluate`` path.
+
+The model is used once, to extract features (with optional test-time
+augmentation); everything after that is :mod:`keras_reid.metrics`, which
+works on features and tables only.
+"""
+
+import os
+
+import keras
+import numpy as np
+
+from keras_reid.errors import ReIDError
+from keras_reid.inference import extract_features
+from keras_reid.metrics import (
+    evaluate,
+    format_results,
+    pairwise_distance,
+    plot_cmc,
+    plot_ranked_lists,
+    rank_metrics,
+)
+
+# Which protocol a dataset's tables are scored with.
+PROTOCOL_OF = {"cuhk03": "cuhk03", "mars": "video"}
+
+
+def load_keras_model(path, output="embedding"):
+    """``keras.models.load_model`` with one-line errors for a wrong file or a missing output."""
+    path = os.path.abspath(os.path.expanduser(str(path)))
+    if not os.path.isfile(path):
+        raise ReIDError(f"no model file {path}; pass the path of a .keras file.")
+    try:
+        model = keras.models.load_model(path)
+    except Exception as error:  # Keras raises many types for a file that is not a model
+        raise ReIDError(
+            f"{path} is not a Keras model file ({type(error).__name__}: "
+            f"{str(error).splitlines()[0][:200]}); pass a .keras file saved by keras_reid."
+        ) from None
+    if output not in model.output_names:
+        raise ReIDError(
+            f"{path} has no {output!r} output (outputs: {', '.join(model.output_names)}); "
+            "expected a keras_reid model with a named embedding output."
+        )
+    return model
+
+
+def _write_text(path, text):
+    temporary = path + ".tmp"
+    with open(temporary, "w", encoding="utf-8") as stream:
+        stream.write(text)
+    os.replace(temporary, path)
+
+
+def evaluate_model(
+    model,
+    dataset,
+    tta=None,
+    rerank=False,
+    normalize=True,
+    metric="euclidean",
+    batch_size=128,
+    out=None,
+    worst_first=True,
+    progress=True,
+):
+    """Score ``model`` on ``dataset``'s query/gallery; optionally write a report folder.
+
+    Args:
+        model: a Keras model with an "embedding" output, or the path of a .keras file.
+        dataset: a :class:`keras_reid.data.ReIDDataset` with query and gallery tables.
+        tta: test-time augmentation, see :func:`keras_reid.inference.extract_features`.
+        rerank: k-reciprocal re-ranking (True, or a dict of k1, k2, lambda_value).
+        normalize: L2-normalise embeddings before distances (default True).
+        metric: "euclidean", "sqeuclidean" or "cosine".
+        batch_size: images per forward pass.
+        out: a folder to write results.csv, results.md, cmc.png and ranked_lists.png.
+        worst_first: ranked lists show the queries with the lowest AP first.
+
+    Returns:
+        a one-row DataFrame (rank1, rank5, rank10, mAP, mINP and their -nd forms).
+
+    Example:
+        >>> row = evaluate_model("runs/emb/model.keras", load_dataset("synth-b"), tta="flip")
+    """
+    if isinstance(model, (str, os.PathLike)):
+        model = load_keras_model(model)
+    if dataset.query.empty or dataset.gallery.empty:
+        raise ReIDError(f"{dataset.name} has no query/gallery split to evaluate on.")
+    query, gallery = (
+        extract_features(model, table, batch_size=batch_size, tta=tta, progress=progress)
+        for table in (dataset.query, dataset.gallery)
+    )
+    protocol = PROTOCOL_OF.get(dataset.name, "market")
+    row = evaluate(
+        query,
+        gallery,
+        dataset.query,
+        dataset.gallery,
+        metric=metric,
+        normalize=normalize,
+        rerank=rerank,
+        protocol=protocol,
+    )
+    row.insert(0, "dataset", dataset.name)
+    row.insert(1, "tta", tta or "none")
+    if out is not None:
+        write_report(
+            row,
+            query,
+            gallery,
+            dataset,
+            out,
+            metric=metric,
+            normalize=normalize,
+            worst_first=worst_first,
+        )
+    return row
+
+
+def write_report(
+    row, query, gallery, dataset, out, metric="euclidean", normalize=True, worst_first=True
+):
+    """results.csv, results.md, cmc.png and ranked_lists.png for one evaluation."""
+    os.makedirs(out, exist_ok=True)
+    _write_text(os.path.join(out, "results.csv"), row.to_csv(index=False))
+    _write_text(os.path.join(out, "results.md"), format_results(row, markdown=True) + "\n")
+    dist = pairwise_distance(query, gallery, metric=metric, normalize=normalize)
+    curves = {}
+    for name, nd in (("market rule", False), ("-nd (other cameras only)", True)):
+        try:
+            curves[name] = rank_metrics(
+                dist,
+                dataset.query.pid.to_numpy(),
+                dataset.gallery.pid.to_numpy(),
+                dataset.query.camid.to_numpy(),
+                dataset.gallery.camid.to_numpy(),
+                different_camera_only=nd,
+            ).cmc
+        except ReIDError:
+            continue  # e.g. no query keeps a match under -nd: nothing to draw
+    plot_cmc(
+        {name: np.asarray(cmc) for name, cmc in curves.items()},
+        os.path.join(out, "cmc.png"),
+        title=f"CMC on {dataset.name}",
+    )
+    plot_ranked_lists(
+        dist,
+        dataset.query,
+        dataset.gallery,
+        os.path.join(out, "ranked_lists.png"),
+        worst_first=worst_first,
+    )

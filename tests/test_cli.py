@@ -1,0 +1,58 @@
+"""The keras-reid command, run in-process: outputs, one-line errors and exit codes."""
+
+import pytest
+
+from keras_reid.cli import main
+
+
+def test_datasets_lists_the_registry(capsys):
+    assert main(["datasets"]) == 0
+    listed = capsys.readouterr().out
+    for name in ("market1501", "dukemtmc", "cuhk03", "viper", "ward", "mars", "synth-b"):
+        assert name in listed
+
+
+def test_errors_are_one_line_with_exit_status_2(capsys, tmp_path):
+    assert main(["datasets", "market1501:/no/such/folder"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "keras-reid datasets: error: market1501: no folder /no/such/folder (expected the "
+        "layout of the official zip: bounding_box_train/, query/, bounding_box_test/)."
+    ]
+    assert (
+        main(
+            [
+                "train",
+                "embedding",
+                "--config",
+                str(tmp_path / "x.yaml"),
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 2
+    )
+    assert "config: no file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["datasets", "--sheet"])
+    assert exit_info.value.code == 2
+
+
+def test_datasets_counts_and_sheet_of_the_real_crops(mini_market_root, tmp_path, capsys):
+    sheet = tmp_path / "sheet.png"
+    assert (
+        main(["datasets", f"market1501:{mini_market_root}", "--check", "--sheet", str(sheet)]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "market1501   train   16      32        6" in out
+    assert "every image decodes" in out
+    assert sheet.stat().st_size > 0
+
+
+def test_synth_writes_and_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "b"
+    args = ["synth", "--preset", "synth-b", "--out", str(out), "--ids", "8", "--size", "64x32"]
+    assert main(args) == 0
+    assert "synth-b" in capsys.readouterr().out
+    assert main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err

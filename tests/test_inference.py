@@ -1,0 +1,59 @@
+"""Feature extraction and test-time augmentation against hand-computed features."""
+
+import cv2
+import keras
+import numpy as np
+import pytest
+
+from keras_reid.errors import ReIDError
+from keras_reid.inference import extract_features, tta_views
+
+
+def channel_mean_model(size=(8, 4)):
+    """embedding = the mean of each colour channel: easy to compute by hand for any crop."""
+    images = keras.Input((*size, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(images)
+    return keras.Model(images, {"embedding": keras.layers.Identity(name="embedding")(pooled)})
+
+
+def test_tta_views_flip_and_five_crop_geometry():
+    images = np.arange(2 * 9 * 5 * 3, dtype="float32").reshape(2, 9, 5, 3)
+    flip = tta_views(images, "flip").numpy()
+    assert flip.shape == (2, 2, 9, 5, 3)
+    np.testing.assert_array_equal(flip[1], images[:, :, ::-1])
+    crops = tta_views(images, "five-crop", image_size=(8, 4)).numpy()
+    assert crops.shape == (5, 2, 8, 4, 3)
+    # Centre ((9-8)//2, (5-4)//2) = (0, 0), then the four corners.
+    for view, (y, x) in zip(crops, [(0, 0), (0, 0), (0, 1), (1, 0), (1, 1)], strict=True):
+        np.testing.assert_array_equal(view, images[:, y : y + 8, x : x + 4])
+    assert tta_views(images, "five-crop-flip", image_size=(8, 4)).shape[0] == 10
+
+
+def test_extract_features_with_crops_matches_hand_computation(tmp_path):
+    # A 9x5 image (the 8x4 model size * 1.125, rounded) whose top-left pixel is bright.
+    image = np.zeros((9, 5, 3), np.uint8)
+    image[0, 0] = (90, 180, 36)
+    path = str(tmp_path / "a.png")
+    cv2.imwrite(path, image[:, :, ::-1])
+    model = channel_mean_model()
+    plain = extract_features(model, [path], progress=False)
+    # Without TTA the image is resized to 8x4: the bright pixel's mass is spread,
+    # but the channel ratios survive.
+    assert plain.shape == (1, 3) and plain[0, 0] > 0
+    five = extract_features(model, [path], tta="five-crop", progress=False)
+    # The pixel is inside 3 of the 5 crops (centre and top-left share (0,0); the
+    # top-right crop starts at x=1, the bottom ones at y=1): 3/5 of pixel/32.
+    expected = np.array([90, 180, 36], "float32") / 32 * 3 / 5
+    np.testing.assert_allclose(five[0], expected, rtol=1e-5)
+    flipped = extract_features(model, [path], tta="flip", progress=False)
+    np.testing.assert_allclose(flipped, plain, rtol=1e-5)  # a mean ignores left/right
+
+
+def test_bad_requests_are_named():
+    model = channel_mean_model()
+    with pytest.raises(ReIDError, match="unknown tta 'ten-crop'"):
+        extract_features(model, ["x.jpg"], tta="ten-crop")
+    with pytest.raises(ReIDError, match="no output 'nuisance'"):
+        extract_features(model, ["x.jpg"], output="nuisance")
+    with pytest.raises(ReIDError, match="empty"):
+        extract_features(model, [])

@@ -1,0 +1,106 @@
+"""The embedding recipe end to end on tiny SynthReID data (a few steps each)."""
+
+import math
+import os
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from keras_reid.errors import ReIDError
+from keras_reid.training.embedding import train_embedding
+from keras_reid.training.runner import StopOnNaN, TrainOptions, fit
+
+
+def tiny_config(root, epochs=1, **train):
+    return {
+        "data": {"train": [{"name": "synth-a", "root": root, "ids": 12, "size": [64, 32]}]},
+        "model": {"alpha": 0.25, "input_shape": [64, 32, 3], "embedding_dim": 16},
+        "loss": {"name": "batch_hard", "margin": "soft"},
+        "batches": {"p": 4, "k": 2},
+        "schedule": {"base_lr": 1e-3, "decay_start_epoch": 1, "decay_end_epoch": 2},
+        "train": {"epochs": epochs, "verbose": 0, "checkpoint_every": 1, **train},
+    }
+
+
+def test_run_folder_logs_checkpoints_and_refusal(tiny_synth, tmp_path):
+    config = tiny_config(tiny_synth["synth-a"])
+    out = tmp_path / "run"
+    model = train_embedding(config, str(out))
+    assert yaml.safe_load((out / "config.yaml").read_text()) == config
+    log = pd.read_csv(out / "log.csv")
+    assert list(log.epoch) == [0]
+    # The in-batch figures are logged beside the loss.
+    for column in (
+        "loss",
+        "mean_positive_distance",
+        "mean_negative_distance",
+        "active_triplet_fraction",
+    ):
+        assert math.isfinite(log[column].iloc[0])
+    assert os.listdir(out / "tensorboard")
+    reloaded = keras.models.load_model(out / "model.keras")
+    x = np.random.default_rng(0).uniform(0, 255, (2, 64, 32, 3)).astype("float32")
+    np.testing.assert_allclose(
+        reloaded.predict(x, verbose=0)["embedding"],
+        model.predict(x, verbose=0)["embedding"],
+        atol=1e-5,
+    )
+    with pytest.raises(ReIDError, match="not empty; pass --resume"):
+        train_embedding(config, str(out))
+
+
+def test_resume_continues_after_an_interruption(tiny_synth, tmp_path, monkeypatch):
+    config = tiny_config(tiny_synth["synth-a"], epochs=3)
+    out = tmp_path / "run"
+
+    def interrupt(self, epoch, logs=None):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(StopOnNaN, "on_epoch_begin", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train_embedding(config, str(out))
+    monkeypatch.undo()
+    train_embedding(config, str(out), resume=True)
+    # Epochs 0 and 1 ran before the interruption; the resumed run only ran epoch 2.
+    assert list(pd.read_csv(out / "log.csv").epoch) == [0, 1, 2]
+
+
+def test_unknown_config_keys_are_errors(tiny_synth, tmp_path):
+    config = tiny_config(tiny_synth["synth-a"])
+    config["model"]["alhpa"] = 0.5
+    with pytest.raises(ReIDError, match=r"model\.alhpa"):
+        train_embedding(config, str(tmp_path / "a"))
+    config = tiny_config(tiny_synth["synth-a"])
+    config["optimiser"] = {}
+    with pytest.raises(ReIDError, match="unknown section.*optimiser"):
+        train_embedding(config, str(tmp_path / "b"))
+    config = tiny_config(tiny_synth["synth-a"])
+    config["loss"] = {"name": "batch_hard", "margn": 0.3}
+    with pytest.raises(ReIDError, match="margn"):
+        train_embedding(config, str(tmp_path / "c"))
+
+
+def test_impossible_p_is_refused_with_the_numbers(tiny_synth, tmp_path):
+    config = tiny_config(tiny_synth["synth-a"])
+    config["batches"]["p"] = 50
+    with pytest.raises(ReIDError, match="50"):
+        train_embedding(config, str(tmp_path / "run"))
+
+
+def test_nan_loss_stops_with_step_and_last_checkpoint(tmp_path):
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.ones((8, 2), "float32")
+    x[5] = np.nan  # the third batch of two holds the NaN
+    (tmp_path / "epoch_0001.keras").write_bytes(b"")
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices((x, np.zeros((8, 1), "float32"))).batch(2)
+    options = TrainOptions(epochs=1, verbose=0)
+    with pytest.raises(ReIDError, match=r"epoch 1, step 3; last good checkpoint: .*epoch_0001"):
+        fit(model, dataset, 4, options, [StopOnNaN(str(tmp_path))])
