@@ -5,6 +5,8 @@ embedding of an image is combined from its horizontal flip and/or crops of a
 slightly larger resize (the centre crop, or five crops: four corners + centre).
 """
 
+import math
+
 import numpy as np
 import tensorflow as tf
 
@@ -27,7 +29,7 @@ def tta_views(images, tta=None, image_size=None, crop_pad=0.125):
     """The augmented views of a batch, stacked on a new leading axis: [V, B, H, W, 3].
 
     Args:
-        images: float32 [B, H', W', 3]; for crop modes H' = round(H * (1 + crop_pad)).
+        images: float32 [B, H', W', 3]; for crop modes H' = ceil(H * (1 + crop_pad)).
         tta: one of ``TTA_MODES``.
         image_size: (H, W) of the model; needed by the crop modes.
         crop_pad: how much larger the crop source is (0.125: 256x128 from 288x144).
@@ -99,7 +101,8 @@ def extract_features(
     height, width = model_image_size(model)
     load_size = (height, width)
     if tta not in (None, "flip"):
-        load_size = (round(height * (1 + crop_pad)), round(width * (1 + crop_pad)))
+        # ceil, not round: round(4.5) == 4 would leave a narrow model no room to crop.
+        load_size = (math.ceil(height * (1 + crop_pad)), math.ceil(width * (1 + crop_pad)))
 
     @tf.function(reduce_retracing=True)
     def embed(images):

@@ -41,9 +41,10 @@ def test_extract_features_with_crops_matches_hand_computation(tmp_path):
     # but the channel ratios survive.
     assert plain.shape == (1, 3) and plain[0, 0] > 0
     five = extract_features(model, [path], tta="five-crop", progress=False)
-    # The pixel is inside 3 of the 5 crops (centre and top-left share (0,0); the
-    # top-right crop starts at x=1, the bottom ones at y=1): 3/5 of pixel/32.
-    expected = np.array([90, 180, 36], "float32") / 32 * 3 / 5
+    # Crop offsets: centre (0,0), top-left (0,0), top-right (0,1), bottom-left
+    # (1,0), bottom-right (1,1). The pixel at (0,0) is inside the two crops at
+    # (0,0) only: each crop's mean is pixel/32, and the five-crop mean 2/5 of it.
+    expected = np.array([90, 180, 36], "float32") / 32 * 2 / 5
     np.testing.assert_allclose(five[0], expected, rtol=1e-5)
     flipped = extract_features(model, [path], tta="flip", progress=False)
     np.testing.assert_allclose(flipped, plain, rtol=1e-5)  # a mean ignores left/right
