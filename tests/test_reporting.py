@@ -1,5 +1,7 @@
 """keras-reid evaluate's library path on the real Market-1501 crops."""
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,8 +23,12 @@ def test_untrained_model_evaluates_the_real_crops_end_to_end(mini_market_root, t
     for column in ("rank1", "rank5", "mAP", "mINP", "rank1_nd", "mAP_nd"):
         assert 0.0 <= float(row[column].iloc[0]) <= 1.0
     assert row["rank1"].iloc[0] <= row["rank5"].iloc[0] <= row["rank10"].iloc[0]
+    umask = os.umask(0)
+    os.umask(umask)
     for name in ("results.csv", "results.md", "cmc.png", "ranked_lists.png"):
         assert (out / name).stat().st_size > 0
+        # Written through temporary files, yet readable like any file the user writes.
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask
     written = pd.read_csv(out / "results.csv")
     np.testing.assert_allclose(written["mAP"], row["mAP"])
     assert (out / "results.md").read_text().startswith("| dataset | tta | rank1")

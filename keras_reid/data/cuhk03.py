@@ -60,6 +60,7 @@ from keras_reid.data.dataset import (
     require_dir,
 )
 from keras_reid.errors import ReIDError
+from keras_reid.fileio import as_created
 
 logger = logging.getLogger("keras_reid.data")
 
@@ -106,7 +107,7 @@ def extract_images(root, variant):
         return target
     raw = _raw_mat(root, f"images_{variant}/ is not there yet")
     logger.info("cuhk03: extracting the %s images of %s to %s (once)", variant, raw, target)
-    scratch = tempfile.mkdtemp(prefix=f".images_{variant}-", dir=root)
+    scratch = as_created(tempfile.mkdtemp(prefix=f".images_{variant}-", dir=root))
     try:
         written, empty = _write_images(raw, variant, scratch)
     except BaseException:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from keras_reid.data.dataset import ReIDDataset
 from keras_reid.errors import ReIDError
+from keras_reid.fileio import as_created
 
 # The grid, in pixels (see contact_sheet for the resulting image size).
 LABEL_WIDTH = 72
@@ -170,6 +171,7 @@ def _write_png(image, out_path):
     if not ok:
         raise ReIDError(f"contact_sheet: could not encode {out_path} as PNG.")
     handle, temp = tempfile.mkstemp(prefix=os.path.basename(out_path) + ".tmp-", dir=folder)
+    as_created(temp)
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data.tobytes())

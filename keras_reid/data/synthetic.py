@@ -54,6 +54,7 @@ import numpy as np
 from keras_reid.data.dataset import register_dataset
 from keras_reid.data.market1501 import read_market_layout
 from keras_reid.errors import ReIDError
+from keras_reid.fileio import as_created
 
 logger = logging.getLogger("keras_reid.data")
 
@@ -1462,7 +1463,7 @@ def generate(preset, out, seed=0, ids=None, size=(128, 64), overwrite=False, wor
     meta["counts"] = {
         split: sum(t[0].startswith(split + os.sep) for t in tasks) for split in SPLITS
     }
-    temp = tempfile.mkdtemp(prefix=os.path.basename(out) + ".tmp-", dir=parent)
+    temp = as_created(tempfile.mkdtemp(prefix=os.path.basename(out) + ".tmp-", dir=parent))
     try:
         for split in SPLITS:
             os.mkdir(os.path.join(temp, split))

@@ -12,6 +12,7 @@ import tempfile
 import numpy as np
 
 from keras_reid.errors import ReIDError
+from keras_reid.fileio import as_created
 from keras_reid.metrics.ranking import RankResult, _same_camera, check_ranking_inputs, rank_metrics
 
 # Border colours of the ranked-list figure (RGB).
@@ -44,6 +45,7 @@ def _save(figure, out_path):
     os.makedirs(folder, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=f".{fmt}", dir=folder)
     os.close(handle)
+    as_created(tmp)
     try:
         figure.savefig(tmp, format=fmt, bbox_inches="tight")
         os.replace(tmp, out_path)
