@@ -56,3 +56,34 @@ def test_synth_writes_and_refuses_to_overwrite(tmp_path, capsys):
     assert "synth-b" in capsys.readouterr().out
     assert main(args) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_evaluate_a_saved_model_on_the_real_crops(mini_market_root, tmp_path, capsys):
+    from keras_reid.models import build_embedding_model
+
+    path = tmp_path / "tiny.keras"
+    build_embedding_model(alpha=0.25, input_shape=(64, 32, 3), embedding_dim=8).save(path)
+    out = tmp_path / "report"
+    code = main(
+        [
+            "evaluate",
+            str(path),
+            "--data",
+            f"market1501:{mini_market_root}",
+            "--tta",
+            "flip",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "rank1" in printed and "mAP_nd" in printed
+    assert sorted(p.name for p in out.iterdir()) == [
+        "cmc.png",
+        "ranked_lists.png",
+        "results.csv",
+        "results.md",
+    ]
+    assert main(["evaluate", str(tmp_path / "none.keras"), "--data", "synth-b"]) == 2
+    assert "no model file" in capsys.readouterr().err
