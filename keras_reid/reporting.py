@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from keras_reid.errors import ReIDError
+from keras_reid.fileio import atomic_output
 from keras_reid.inference import extract_features
 from keras_reid.metrics import (
     evaluate,
@@ -46,10 +47,8 @@ def load_keras_model(path, output="embedding"):
 
 
 def _write_text(path, text):
-    temporary = path + ".tmp"
-    with open(temporary, "w", encoding="utf-8") as stream:
+    with atomic_output(path) as temporary, open(temporary, "w", encoding="utf-8") as stream:
         stream.write(text)
-    os.replace(temporary, path)
 
 
 def evaluate_model(

@@ -6,7 +6,6 @@ like. ``keras-reid demo`` and ``keras-reid datasets --sheet FILE`` write one.
 """
 
 import os
-import tempfile
 
 import cv2
 import numpy as np
@@ -14,7 +13,7 @@ import pandas as pd
 
 from keras_reid.data.dataset import ReIDDataset
 from keras_reid.errors import ReIDError
-from keras_reid.fileio import as_created
+from keras_reid.fileio import atomic_output
 
 # The grid, in pixels (see contact_sheet for the resulting image size).
 LABEL_WIDTH = 72
@@ -165,19 +164,9 @@ def contact_sheet(tables, out_path, ids=4, per_camera=1, thumb=(64, 32), seed=0)
 
 def _write_png(image, out_path):
     out_path = os.path.abspath(os.path.expanduser(str(out_path)))
-    folder = os.path.dirname(out_path)
-    os.makedirs(folder, exist_ok=True)
     ok, data = cv2.imencode(".png", image)
     if not ok:
         raise ReIDError(f"contact_sheet: could not encode {out_path} as PNG.")
-    handle, temp = tempfile.mkstemp(prefix=os.path.basename(out_path) + ".tmp-", dir=folder)
-    as_created(temp)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data.tobytes())
-        os.replace(temp, out_path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
+    with atomic_output(out_path) as temp, open(temp, "wb") as file:
+        file.write(data.tobytes())
     return out_path

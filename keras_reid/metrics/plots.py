@@ -7,12 +7,11 @@ to a temporary name in the target folder and moved into place with
 """
 
 import os
-import tempfile
 
 import numpy as np
 
 from keras_reid.errors import ReIDError
-from keras_reid.fileio import as_created
+from keras_reid.fileio import atomic_output
 from keras_reid.metrics.ranking import RankResult, _same_camera, check_ranking_inputs, rank_metrics
 
 # Border colours of the ranked-list figure (RGB).
@@ -41,18 +40,8 @@ def _save(figure, out_path):
             f"cannot write a figure to {out_path}: unknown extension {fmt!r}; "
             f"expected one of: {', '.join(sorted(supported))}."
         )
-    folder = os.path.dirname(out_path)
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=f".{fmt}", dir=folder)
-    os.close(handle)
-    as_created(tmp)
-    try:
+    with atomic_output(out_path, suffix=f".{fmt}") as tmp:
         figure.savefig(tmp, format=fmt, bbox_inches="tight")
-        os.replace(tmp, out_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return out_path
 
 
