@@ -74,6 +74,33 @@ def resnet50(input_shape=(256, 128, 3), weights=None):
     )
 
 
+@register_backbone("small_convnet")
+def small_convnet(input_shape=(64, 32, 3), weights=None, widths=(32, 64, 128, 256)):
+    """A plain VGG-style trunk for CPU runs trained from scratch (no ImageNet weights).
+
+    Per width: conv 3x3 -> BN -> ReLU -> conv 3x3 stride 2 -> BN -> ReLU. On
+    SynthReID at 64x32 it learns in minutes where MobileNet-0.25 from scratch
+    barely moves (Rank-1 0.84 vs 0.02 on synth-b after 20-30 epochs): depthwise-
+    separable convolutions this narrow need ImageNet initialisation.
+    """
+    if weights is not None:
+        raise ReIDError("small_convnet has no pretrained weights; use weights=None.")
+    images = keras.Input(shape=input_shape, name="images")
+    net_input = keras.Input(shape=input_shape)
+    x = net_input
+    for index, width in enumerate(widths):
+        for stride in (1, 2):
+            name = f"block{index + 1}_{'conv' if stride == 1 else 'down'}"
+            x = keras.layers.Conv2D(
+                width, 3, strides=stride, padding="same", use_bias=False, name=name
+            )(x)
+            x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+            x = keras.layers.ReLU(name=f"{name}_relu")(x)
+    net = keras.Model(net_input, x, name="small_convnet")
+    features = net(TrunkPreprocessing("tf", name="preprocessing")(images))
+    return keras.Model(images, features, name="trunk")
+
+
 def build_backbone(name, input_shape=(256, 128, 3), weights=None, bn_momentum=None, **options):
     """A registered trunk by name; options are the trunk's own (e.g. mobilenet's alpha).
 

@@ -27,7 +27,7 @@ def build_embedding_model(
     """A functional model from raw RGB images to a named output "embedding".
 
     Args:
-        backbone: a registered trunk, "mobilenet" or "resnet50".
+        backbone: a registered trunk: "mobilenet", "resnet50" or "small_convnet".
         alpha: MobileNet width (ignored by other trunks).
         input_shape: (height, width, 3); 256x128 as in the papers, smaller for CPU runs.
         weights: None, "imagenet" or the path of a local no-top .h5 file.

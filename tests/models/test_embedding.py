@@ -59,3 +59,22 @@ def test_bad_backbone_arguments():
 def test_mismatched_weights_file_is_refused(mobilenet_025_weights):
     with pytest.raises(ReIDError, match=r"cannot load weights .* \(alpha=0.5\)"):
         build_backbone("mobilenet", (64, 32, 3), alpha=0.5, weights=mobilenet_025_weights)
+
+
+def test_small_convnet_trunk_and_bn_momentum():
+    model = build_embedding_model("small_convnet", input_shape=(64, 32, 3), bn_momentum=0.9)
+    # Four stride-2 stages: 64x32 -> 4x2 maps of the last width, pooled to 256.
+    trunk = model.get_layer("trunk")
+    assert trunk.output.shape == (None, 4, 2, 256)
+    assert model.get_layer("trunk_features").output.shape == (None, 256)
+    norms = [
+        layer
+        for layer in trunk.layers[-1].layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    assert len(norms) == 8 and all(layer.momentum == 0.9 for layer in norms)
+    assert model.get_layer("embedding_bn").momentum == 0.9
+    with pytest.raises(ReIDError, match="no pretrained weights"):
+        build_backbone("small_convnet", (64, 32, 3), weights="imagenet")
+    with pytest.raises(ReIDError, match="bn_momentum must be in"):
+        build_backbone("small_convnet", (64, 32, 3), bn_momentum=1.5)
