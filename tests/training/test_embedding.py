@@ -104,3 +104,24 @@ def test_nan_loss_stops_with_step_and_last_checkpoint(tmp_path):
     options = TrainOptions(epochs=1, verbose=0)
     with pytest.raises(ReIDError, match=r"epoch 1, step 3; last good checkpoint: .*epoch_0001"):
         fit(model, dataset, 4, options, [StopOnNaN(str(tmp_path))])
+
+
+def test_a_few_steps_on_the_real_crops_with_the_imagenet_trunk(
+    mini_market_root, mobilenet_025_weights, tmp_path
+):
+    config = {
+        "data": {"train": [f"market1501:{mini_market_root}"]},
+        "model": {
+            "alpha": 0.25,
+            "input_shape": [128, 64, 3],
+            "embedding_dim": 16,
+            "weights": str(mobilenet_025_weights),
+        },
+        "batches": {"p": 4, "k": 2},
+        "schedule": {"base_lr": 1e-4, "decay_start_epoch": 1, "decay_end_epoch": 2},
+        "train": {"epochs": 1, "verbose": 0},
+    }
+    model = train_embedding(config, str(tmp_path / "run"))
+    # 32 images / (4*2) = 4 steps ran, every logged figure finite.
+    log = pd.read_csv(tmp_path / "run" / "log.csv")
+    assert math.isfinite(log["loss"].iloc[0]) and model.optimizer.iterations.numpy() == 4
