@@ -125,3 +125,12 @@ def test_a_few_steps_on_the_real_crops_with_the_imagenet_trunk(
     # 32 images / (4*2) = 4 steps ran, every logged figure finite.
     log = pd.read_csv(tmp_path / "run" / "log.csv")
     assert math.isfinite(log["loss"].iloc[0]) and model.optimizer.iterations.numpy() == 4
+
+
+def test_the_same_seed_repeats_a_cpu_run(tiny_synth, tmp_path):
+    x = np.random.default_rng(1).uniform(0, 255, (3, 64, 32, 3)).astype("float32")
+    outputs = []
+    for run in ("a", "b"):
+        model = train_embedding(tiny_config(tiny_synth["synth-a"], seed=7), str(tmp_path / run))
+        outputs.append(model.predict(x, verbose=0)["embedding"])
+    np.testing.assert_allclose(outputs[0], outputs[1], rtol=0, atol=1e-6)
