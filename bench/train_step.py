@@ -1,11 +1,13 @@
 """Training throughput: the bare Keras step versus end-to-end training from disk.
 
 Prints images/s of ``model.fit`` on an in-memory batch (the bare step) and on
-``pk_batches`` reading SynthReID JPEGs from disk (the real pipeline), for the
-paper configuration (MobileNet alpha 1.0 at 256x128) and the SynthReID CPU
-configuration (alpha 0.25 at 64x32). Target: end to end >= 90% of the bare step.
+``pk_batches`` reading SynthReID JPEGs from disk (the real pipeline), with and
+without the decoded-image cache, for the paper configuration (MobileNet alpha
+1.0 at 256x128) and the CPU configurations at 64x32 (small_convnet, which the
+SynthReID configs use, and MobileNet alpha 0.25). Target: end to end >= 90%
+of the bare step.
 
-    python bench/train_step.py [--steps 20] [--configs paper,synth]
+    python bench/train_step.py [--configs synth,mobilenet-small,paper] [--steps-scale 1]
 """
 
 import argparse
@@ -24,13 +26,14 @@ from keras_reid.losses import BatchHardTripletLoss
 from keras_reid.models import build_embedding_model
 
 CONFIGS = {
-    "paper": {"alpha": 1.0, "size": (256, 128), "steps": 6},
-    "synth": {"alpha": 0.25, "size": (64, 32), "steps": 60},
+    "paper": {"backbone": "mobilenet", "alpha": 1.0, "size": (256, 128), "steps": 6},
+    "mobilenet-small": {"backbone": "mobilenet", "alpha": 0.25, "size": (64, 32), "steps": 60},
+    "synth": {"backbone": "small_convnet", "alpha": 1.0, "size": (64, 32), "steps": 40},
 }
 
 
-def compiled_model(alpha, size):
-    model = build_embedding_model(alpha=alpha, input_shape=(*size, 3))
+def compiled_model(backbone, alpha, size):
+    model = build_embedding_model(backbone, alpha=alpha, input_shape=(*size, 3))
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss={"embedding": BatchHardTripletLoss()})
     return model
 
@@ -44,7 +47,7 @@ def images_per_second(model, dataset, steps, batch):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", default="synth,paper")
+    parser.add_argument("--configs", default="synth,mobilenet-small,paper")
     parser.add_argument("--p", type=int, default=18)
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--steps-scale", type=float, default=1.0, help="multiply the step counts")
@@ -60,7 +63,7 @@ def main():
         for name in args.configs.split(","):
             config = CONFIGS[name]
             steps = max(2, int(config["steps"] * args.steps_scale))
-            model = compiled_model(config["alpha"], config["size"])
+            model = compiled_model(config["backbone"], config["alpha"], config["size"])
             rng = np.random.default_rng(0)
             images = rng.uniform(0, 255, (batch, *config["size"], 3)).astype("float32")
             pids = np.repeat(np.arange(args.p), args.k).astype("int32")
