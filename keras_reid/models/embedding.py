@@ -13,7 +13,9 @@ def embedding_head(features, embedding_dim=128, hidden=1024, name="embedding", b
     x = keras.layers.Dense(hidden, name=f"{name}_fc1")(features)
     x = keras.layers.BatchNormalization(momentum=bn_momentum, name=f"{name}_bn")(x)
     x = keras.layers.ReLU(name=f"{name}_relu")(x)
-    return keras.layers.Dense(embedding_dim, name=name)(x)
+    # float32 even under a mixed-precision policy: the losses and the served
+    # embedding want full precision, and this layer is cheap.
+    return keras.layers.Dense(embedding_dim, name=name, dtype="float32")(x)
 
 
 def build_embedding_model(

@@ -37,8 +37,8 @@ from keras_reid.models import build_embedding_model
 from keras_reid.training.runner import (
     RankingValidation,
     TrainOptions,
-    configure_runtime,
     fit,
+    runtime,
     save_model,
     standard_callbacks,
 )
@@ -128,41 +128,43 @@ def train_embedding(config, out, resume=False, data=None):
     options = call_section(TrainOptions, config, "train")
     data = data or call_section(load_training_data, config, "data")
     out = prepare_run_dir(out, config, resume=resume)
-    strategy = configure_runtime(options)
-    with strategy.scope():
-        model = call_section(build_embedding_model, config, "model")
-        image_size = model_image_size(model)
-        batches = config.get("batches") or {}
-        steps = steps_per_epoch(data.tables, batches.get("p", 18), batches.get("k", 4))
-        schedule = call_section(ExponentialDecayAfter, config, "schedule", steps_per_epoch=steps)
-        loss = build_loss(config)
-        model.compile(
-            optimizer=keras.optimizers.Adam(schedule),
-            loss={"embedding": loss},
-            metrics={"embedding": triplet_metrics(getattr(loss, "margin", "soft"))},
+    with runtime(options) as strategy:
+        with strategy.scope():
+            model = call_section(build_embedding_model, config, "model")
+            image_size = model_image_size(model)
+            batches = config.get("batches") or {}
+            steps = steps_per_epoch(data.tables, batches.get("p", 18), batches.get("k", 4))
+            schedule = call_section(
+                ExponentialDecayAfter, config, "schedule", steps_per_epoch=steps
+            )
+            loss = build_loss(config)
+            model.compile(
+                optimizer=keras.optimizers.Adam(schedule),
+                loss={"embedding": loss},
+                metrics={"embedding": triplet_metrics(getattr(loss, "margin", "soft"))},
+            )
+        dataset = call_section(
+            pk_batches,
+            config,
+            "batches",
+            exclude=("with_meta",),
+            tables=data.tables,
+            image_size=image_size,
+            seed=options.seed,
+            num_replicas=strategy.num_replicas_in_sync,
         )
-    dataset = call_section(
-        pk_batches,
-        config,
-        "batches",
-        exclude=("with_meta",),
-        tables=data.tables,
-        image_size=image_size,
-        seed=options.seed,
-        num_replicas=strategy.num_replicas_in_sync,
-    )
-    validation = None
-    if options.validate_every and data.validation is not None:
-        validation = RankingValidation(
-            data.validation.query, data.validation.gallery, every=options.validate_every
+        validation = None
+        if options.validate_every and data.validation is not None:
+            validation = RankingValidation(
+                data.validation.query, data.validation.gallery, every=options.validate_every
+            )
+        fit(
+            model,
+            as_output_dict(dataset),
+            steps,
+            options,
+            standard_callbacks(out, options, validation),
+            tables=data.tables,
         )
-    fit(
-        model,
-        as_output_dict(dataset),
-        steps,
-        options,
-        standard_callbacks(out, options, validation),
-        tables=data.tables,
-    )
-    save_model(model, os.path.join(out, "model.keras"))
+        save_model(model, os.path.join(out, "model.keras"))
     return model

@@ -6,6 +6,7 @@ re-ID run needs around it: seeds, ``tf.distribute``, mixed precision, logs
 a validation callback scoring Rank-1/mAP, and a clear stop on a NaN loss.
 """
 
+import contextlib
 import glob
 import logging
 import math
@@ -58,15 +59,25 @@ class TrainOptions:
             )
 
 
-def configure_runtime(options):
-    """Seed everything and return the distribution strategy for ``options``."""
+@contextlib.contextmanager
+def runtime(options):
+    """Seed everything, set the precision policy, yield the distribution strategy.
+
+    The global Keras precision policy is restored on exit, so a notebook that
+    trains with mixed precision and then builds another model gets float32.
+    """
     keras.utils.set_random_seed(options.seed)
+    previous = keras.mixed_precision.global_policy()
     if options.mixed_precision:
         on_gpu = bool(tf.config.list_physical_devices("GPU"))
         keras.mixed_precision.set_global_policy("mixed_float16" if on_gpu else "mixed_bfloat16")
-    if options.distribute == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
+    try:
+        if options.distribute == "mirrored":
+            yield tf.distribute.MirroredStrategy()
+        else:
+            yield tf.distribute.get_strategy()
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 class StopOnNaN(keras.callbacks.Callback):

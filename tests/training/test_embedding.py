@@ -134,3 +134,12 @@ def test_the_same_seed_repeats_a_cpu_run(tiny_synth, tmp_path):
         model = train_embedding(tiny_config(tiny_synth["synth-a"], seed=7), str(tmp_path / run))
         outputs.append(model.predict(x, verbose=0)["embedding"])
     np.testing.assert_allclose(outputs[0], outputs[1], rtol=0, atol=1e-6)
+
+
+def test_mixed_precision_keeps_a_float32_embedding_and_restores_the_policy(tiny_synth, tmp_path):
+    config = tiny_config(tiny_synth["synth-a"], mixed_precision=True)
+    model = train_embedding(config, str(tmp_path / "run"))
+    # On a CPU the compute dtype is bfloat16; the embedding itself stays float32.
+    assert model.get_layer("embedding_fc1").dtype_policy.name == "mixed_bfloat16"
+    assert model.output["embedding"].dtype == "float32"
+    assert keras.mixed_precision.global_policy().name == "float32"
