@@ -128,7 +128,12 @@ def cmd_train(args):
     from keras_reid.training import RECIPES
 
     recipe = RECIPES.get(args.recipe)
-    config = load_config(args.config, args.overrides)
+    overrides = list(args.overrides)
+    if args.distribute:
+        overrides.append(f"train.distribute={args.distribute}")
+    if args.mixed_precision:
+        overrides.append("train.mixed_precision=true")
+    config = load_config(args.config, overrides)
     recipe(config, args.out, resume=args.resume)
     print(f"wrote {args.out}")
 
@@ -203,6 +208,16 @@ def build_parser():
     p.add_argument("--config", required=True, help="a YAML config (train_scripts/configs/)")
     p.add_argument("--out", required=True, help="run folder (refused if not empty)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument(
+        "--distribute",
+        choices=["mirrored"],
+        help="tf.distribute.MirroredStrategy over the local devices",
+    )
+    p.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        help="float16 compute on a GPU (bfloat16 on a CPU)",
+    )
     p.add_argument("overrides", nargs="*", metavar="section.key=value")
     p.set_defaults(func=cmd_train)
 

@@ -87,3 +87,51 @@ def test_evaluate_a_saved_model_on_the_real_crops(mini_market_root, tmp_path, ca
     ]
     assert main(["evaluate", str(tmp_path / "none.keras"), "--data", "synth-b"]) == 2
     assert "no model file" in capsys.readouterr().err
+
+
+def test_train_flags_and_overrides_reach_the_recorded_config(tiny_synth, tmp_path):
+    import yaml
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "data": {
+                    "train": [
+                        {
+                            "name": "synth-a",
+                            "root": tiny_synth["synth-a"],
+                            "ids": 12,
+                            "size": [64, 32],
+                        }
+                    ]
+                },
+                "model": {"backbone": "small_convnet", "input_shape": [64, 32, 3]},
+                "batches": {"p": 4, "k": 2},
+                "schedule": {"decay_start_epoch": 1, "decay_end_epoch": 2},
+                "train": {"epochs": 1, "verbose": 0},
+            }
+        )
+    )
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "embedding",
+                "--config",
+                str(config),
+                "--out",
+                str(out),
+                "--mixed-precision",
+                "schedule.base_lr=3e-4",
+                "model.embedding_dim=8",
+            ]
+        )
+        == 0
+    )
+    recorded = yaml.safe_load((out / "config.yaml").read_text())
+    assert recorded["train"]["mixed_precision"] is True
+    assert recorded["schedule"]["base_lr"] == 3e-4
+    assert recorded["model"]["embedding_dim"] == 8
+    assert (out / "model.keras").is_file()
