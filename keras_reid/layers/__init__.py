@@ -3,6 +3,7 @@
 from keras_reid.layers.attention import AttentionConsistency, AttentionMap
 from keras_reid.layers.classification import ClassificationHead
 from keras_reid.layers.gradient_reversal import GradientReversal
+from keras_reid.layers.grouped import GroupedDense
 from keras_reid.layers.preprocessing import TrunkPreprocessing
 
 __all__ = [
@@ -10,5 +11,6 @@ __all__ = [
     "AttentionMap",
     "ClassificationHead",
     "GradientReversal",
+    "GroupedDense",
     "TrunkPreprocessing",
 ]

@@ -1,4 +1,4 @@
-"""Metric embedding autoencoders (EmbAE; Potapov et al., Sec. 3.2).
+"""Metric embedding autoencoders (EmbAE; Potapov et al., the autoencoder stages).
 
 The autoencoder works on the trunk's global-average-pooled features, which
 the trunk (frozen in every autoencoder stage) computes once per image:
@@ -40,7 +40,7 @@ def nuisance_head(features, group, groups=1, nui_dim=128, hidden=1024, name="nui
     """f_nui: GroupedDense(hidden) -> BatchNorm (shared) -> ReLU -> GroupedDense(nui_dim).
 
     The same structure as :func:`~keras_reid.models.embedding.embedding_head`
-    with a weight set per group (EmbAE, Sec. 3.2).
+    with a weight set per group (EmbAE, Potapov et al.).
 
     Args:
         features: the trunk features tensor [B, F].
