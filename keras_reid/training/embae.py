@@ -258,7 +258,9 @@ def feature_batches(features, groups, batch_size=128, seed=0):
     """One epoch of autoencoder batches from cached features, re-shuffled every epoch.
 
     Each image appears once per epoch, as its original or flipped view at
-    random (fresh draws every epoch): flip augmentation at no extra cost.
+    random (fresh draws every epoch): flip augmentation at no extra cost. The
+    work is done per batch (a gather of rows, then of views), not per image,
+    so that the pipeline costs little beside the few dense layers it feeds.
 
     Args:
         features: float32 [N, 2, F] (view 0 the image, view 1 its flip).
@@ -275,31 +277,44 @@ def feature_batches(features, groups, batch_size=128, seed=0):
         >>> model.fit(feature_batches(cache.features, groups), epochs=10)
     """
     count = len(features)
-    pairs = tf.data.Dataset.from_tensor_slices((features, np.asarray(groups, np.int32)))
-    pairs = pairs.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+    batch_size = min(batch_size, count)
+    features = tf.constant(features, tf.float32)
+    groups = tf.constant(np.asarray(groups, np.int32))
+    rows = tf.data.Dataset.range(count).shuffle(count, seed=seed, reshuffle_each_iteration=True)
+    rows = rows.batch(batch_size, drop_remainder=count > batch_size)
     views = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True)
+    views = views.batch(batch_size)
 
-    def pick(pair, draw):
-        both, group = pair
-        return both[draw % 2], group
+    def gather(rows, draws):
+        both = tf.gather(features, rows)  # [B, 2, F]
+        x = tf.gather(both, tf.cast(draws[: tf.shape(rows)[0]] % 2, tf.int32), batch_dims=1)
+        return {"features": x, "group": tf.gather(groups, rows)}, {"reconstruction": x}
 
-    def to_inputs(x, group):
-        return {"features": x, "group": group}, {"reconstruction": x}
-
-    return (
-        tf.data.Dataset.zip(pairs, views)
-        .map(pick, num_parallel_calls=tf.data.AUTOTUNE)
-        .batch(min(batch_size, count), drop_remainder=count > batch_size)
-        .map(to_inputs)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    return tf.data.Dataset.zip(rows, views).map(gather).prefetch(tf.data.AUTOTUNE)
 
 
-def fit_stage(model, parts, stage, features, groups, seed, verbose, log_path=None):
+def fit_stage(model, parts, stage, features, groups, seed, verbose, log_path=None, callbacks=()):
     """Train the ``parts`` of an EmbAE model ("emb", "nui", "dec") on reconstruction.
 
     The other parts are frozen (their BatchNormalization statistics too), the
-    model re-compiled with a fresh Adam, and ``model.fit`` run for ``stage.epochs``.
+    model re-compiled with a fresh Adam, and ``model.fit`` run for ``stage.epochs``
+    on :func:`feature_batches`. A trained part's BatchNormalization runs in
+    training mode, so training θ_emb on the target also re-estimates
+    "embedding_bn"'s statistics there (on SynthReID that alone gives a small
+    part of the fine-tuning gain; most comes from the reconstruction loss).
+
+    Args:
+        model: an EmbAE model from :func:`keras_reid.models.embae.build_embae_model`.
+        parts: the parts trained, a subset of ("emb", "nui", "dec").
+        stage: a :class:`StageOptions` (epochs, learning_rate, batch_size).
+        features, groups: the cached features [N, 2, F] and θ_nui groups [N].
+        seed: seed of the batches' order and views.
+        verbose: Keras' progress output.
+        log_path: a CSV file the epochs' losses are appended to. Default None.
+        callbacks: further Keras callbacks. Default none.
+
+    Example:
+        >>> fit_stage(model, ("nui", "dec"), StageOptions(30, 1e-3), features, groups, 0, 1)
     """
     set_trainable(model, **{part: part in parts for part in ("emb", "nui", "dec")})
     model.compile(
@@ -307,7 +322,7 @@ def fit_stage(model, parts, stage, features, groups, seed, verbose, log_path=Non
     )
     if stage.epochs == 0:
         return None
-    callbacks = []
+    callbacks = list(callbacks)
     if log_path is not None:
         callbacks.append(keras.callbacks.CSVLogger(log_path, append=True))
     return model.fit(
@@ -569,73 +584,31 @@ def train_embae(config, out, resume=False):
     rows = [{"model": "baseline", **score(fresh(1), query, gallery, target.query, target.gallery)}]
     print(f"EmbAE baseline (stage-1 embedding) on {target.name}: {_brief(rows[0])}", flush=True)
 
-    def finished(folder):
-        path = os.path.join(out, folder, "model.keras")
-        if resume and os.path.isfile(path):
-            print(f"EmbAE: reusing {path}", flush=True)
-            return keras.models.load_model(path)
-        return None
-
-    def save(model, folder, nui, keys):
-        os.makedirs(os.path.join(out, folder), exist_ok=True)
-        _write_text(
-            os.path.join(out, folder, "groups.json"),
-            json.dumps({"nui": nui, "groups": keys}, indent=1) + "\n",
-        )
-        save_model(model, os.path.join(out, folder, "model.keras"))
-        if options.export_inference and not folder.startswith("pretrain"):
-            save_model(
-                build_embae_inference_model(stage1, model),
-                os.path.join(out, folder, "inference.keras"),
-            )
-
     pretrained = {}
-    source_tables = {name: table for name, (table, _) in sources.items()}
     for step, nui in enumerate(dict.fromkeys(VARIANT_NUI[v] for v in variants)):
-        keys = group_keys(nui, source_tables)
-        folder = f"pretrain_{nui}"
-        model = finished(folder)
+        folder = os.path.join(out, f"pretrain_{nui}")
+        keys = group_keys(nui, {name: table for name, (table, _) in sources.items()})
+        model = _finished(folder, resume)
         if model is None:
-            print(
-                f"EmbAE stage 3: autoencoder pre-training on {', '.join(sources)} with "
-                f"nui={nui} ({len(keys)} θ_nui group(s)); θ_emb frozen",
-                flush=True,
-            )
             model = fresh(len(keys))
-            features = np.concatenate([f for _, f in sources.values()])
-            groups = np.concatenate(
-                [group_indices(nui, name, table, keys) for name, (table, _) in sources.items()]
+            _pretrain(
+                model, nui, keys, sources, pretrain, options, folder, options.seed + 100 + step
             )
-            os.makedirs(os.path.join(out, folder), exist_ok=True)
-            fit_stage(
-                model,
-                ("nui", "dec"),
-                pretrain,
-                features,
-                groups,
-                options.seed + 100 + step,
-                options.verbose,
-                os.path.join(out, folder, "log.csv"),
-            )
-            save(model, folder, nui, keys)
+            _save_stage(folder, model, nui, keys)
         pretrained[nui] = (model, keys)
 
     for step, variant in enumerate(variants):
         nui = VARIANT_NUI[variant]
-        model = finished(variant)
+        folder = os.path.join(out, variant)
+        model = _finished(folder, resume)
         if model is None:
+            seed = options.seed + 200 + 10 * step
+            stages = (finetune, finetune_nui)
             model = _finetune(
-                variant,
-                pretrained[nui],
-                target,
-                target_train,
-                (finetune, finetune_nui),
-                options,
-                os.path.join(out, variant),
-                options.seed + 200 + 10 * step,
+                variant, pretrained[nui], target, target_train, stages, options, folder, seed
             )
             keys = _target_keys(nui, pretrained[nui][1], target)
-            save(model, variant, nui, keys)
+            _save_stage(folder, model, nui, keys, stage1 if options.export_inference else None)
         rows.append(
             {"model": variant, **score(model, query, gallery, target.query, target.gallery)}
         )
@@ -646,6 +619,43 @@ def train_embae(config, out, resume=False):
     write_results(results, out, f"EmbAE {sources_text} -> {target.name}")
     print(results_markdown(results), flush=True)
     return results
+
+
+def _finished(folder, resume):
+    """The model a finished stage saved in ``folder``, when resuming; else None."""
+    path = os.path.join(folder, "model.keras")
+    if resume and os.path.isfile(path):
+        print(f"EmbAE: reusing {path}", flush=True)
+        return keras.models.load_model(path)
+    return None
+
+
+def _save_stage(folder, model, nui, keys, stage1=None):
+    """model.keras and groups.json (and, given ``stage1``, inference.keras) in ``folder``."""
+    os.makedirs(folder, exist_ok=True)
+    groups = json.dumps({"nui": nui, "groups": keys}, indent=1) + "\n"
+    _write_text(os.path.join(folder, "groups.json"), groups)
+    save_model(model, os.path.join(folder, "model.keras"))
+    if stage1 is not None:
+        inference = build_embae_inference_model(stage1, model)
+        save_model(inference, os.path.join(folder, "inference.keras"))
+
+
+def _pretrain(model, nui, keys, sources, stage, options, folder, seed):
+    """Stage 3: θ_nui and θ_dec of ``model`` trained on the sources' cached features."""
+    names = ", ".join(sources)
+    print(
+        f"EmbAE stage 3: autoencoder pre-training on {names} with nui={nui} "
+        f"({len(keys)} θ_nui group(s)); θ_emb frozen",
+        flush=True,
+    )
+    features = np.concatenate([features for _, features in sources.values()])
+    groups = np.concatenate(
+        [group_indices(nui, name, table, keys) for name, (table, _) in sources.items()]
+    )
+    os.makedirs(folder, exist_ok=True)
+    log = os.path.join(folder, "log.csv")
+    fit_stage(model, ("nui", "dec"), stage, features, groups, seed, options.verbose, log)
 
 
 def _brief(row, baseline=None):
