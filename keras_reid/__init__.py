@@ -29,16 +29,21 @@ with quiet_fd2():
     from keras_reid import data, layers, losses, models, training  # noqa: F401
     from keras_reid.data import ReIDDataset, load_dataset
     from keras_reid.errors import ReIDError
+    from keras_reid.export import export_saved_model
+    from keras_reid.extractor import FeatureExtractor, load_model
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FeatureExtractor",
     "ReIDDataset",
     "ReIDError",
     "__version__",
     "data",
+    "export_saved_model",
     "layers",
     "load_dataset",
+    "load_model",
     "losses",
     "models",
     "training",

@@ -38,3 +38,28 @@ def save_and_reload(model, directory, x):
         atol=1e-6,
     )
     return reloaded
+
+
+def set_bn_statistics(model, x):
+    """Set every BatchNormalization's moving statistics to its batch statistics on ``x``.
+
+    An untrained model's inference-mode activations collapse towards zero
+    (moving mean 0, variance 1 fit no layer's real inputs), so comparisons of
+    its outputs pass trivially. One training-mode pass with momentum 0 makes
+    the inference-mode outputs on ``x`` those of a network whose statistics
+    were measured on data.
+    """
+
+    def walk(layer):
+        for inner in getattr(layer, "layers", []):
+            yield inner
+            yield from walk(inner)
+
+    layers = [layer for layer in walk(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.momentum = 0.0
+    model(x, training=True)
+    for layer, momentum in zip(layers, momenta, strict=True):
+        layer.momentum = momentum
+    return model

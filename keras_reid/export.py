@@ -1,0 +1,258 @@
+"""SavedModels for TF Serving: :func:`export_saved_model` (``keras-reid export``).
+
+A version folder ``NAME/VERSION`` (TF Serving's layout) holds a SavedModel
+with two signatures; pre-processing is inside the graph, so a client sends
+raw pixels or image files:
+
+- ``serving_default``: ``images`` uint8 ``[batch, H, W, 3]`` RGB at the
+  model's size -> ``embedding`` float32 ``[batch, D]``, L2-normalised.
+- ``embed_encoded``: ``encoded`` string ``[batch]``, JPEG/PNG bytes of any
+  size (what a REST client sends as base64), decoded and resized bilinearly
+  to the model's size inside the graph -> the same outputs.
+
+EmbAE models add the output ``nuisance`` (z_nui, not normalised). When the
+model has one θ_nui group, the signatures take only the images (group 0 is
+set inside the graph); with several (per dataset or per camera) they also
+take ``group`` int32 ``[batch]``, and the run's ``groups.json`` (which group
+is which dataset/camera) is copied into ``assets.extra/``. ``tta="flip"``
+averages every output over the image and its mirror inside the graph.
+
+The graph is plain TensorFlow: loading it needs neither Keras nor keras_reid.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from keras_reid.errors import ReIDError
+from keras_reid.extractor import check_served_tta, inspect_model, load_model, serve_outputs
+from keras_reid.fileio import as_created
+
+SIGNATURES = ("serving_default", "embed_encoded")
+
+
+def decode_images(encoded, image_size):
+    """A string batch of JPEG/PNG/BMP/GIF bytes -> uint8 ``[batch, H, W, 3]`` at ``image_size``.
+
+    Decoded, resized bilinearly and rounded exactly as
+    :func:`keras_reid.data.pipeline.load_image` reads a file, so a served
+    image equals the pixels the model was evaluated on.
+    """
+
+    def decode(data):
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        image = tf.image.resize(image, image_size, method="bilinear")
+        return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+    return tf.map_fn(decode, encoded, fn_output_signature=tf.TensorSpec([*image_size, 3], tf.uint8))
+
+
+def _signatures(model, spec, tta):
+    """The two signature functions and their input signatures."""
+    height, width = spec.image_size
+    images_spec = tf.TensorSpec([None, height, width, 3], tf.uint8, name="images")
+    encoded_spec = tf.TensorSpec([None], tf.string, name="encoded")
+    if spec.groups == 1:
+
+        def serve_images(images):
+            return serve_outputs(model, spec, images, tta=tta)
+
+        def serve_encoded(encoded):
+            return serve_outputs(model, spec, decode_images(encoded, spec.image_size), tta=tta)
+
+        return [(serve_images, [images_spec]), (serve_encoded, [encoded_spec])]
+
+    group_spec = tf.TensorSpec([None], tf.int32, name="group")
+
+    def with_group(images, group):
+        check = tf.debugging.assert_equal(
+            tf.shape(group)[0],
+            tf.shape(images)[0],
+            message="group needs one int32 entry per image",
+        )
+        with tf.control_dependencies([check]):
+            images = tf.identity(images)
+        return serve_outputs(model, spec, images, group, tta=tta)
+
+    def serve_images(images, group):
+        return with_group(images, group)
+
+    def serve_encoded(encoded, group):
+        return with_group(decode_images(encoded, spec.image_size), group)
+
+    return [
+        (serve_images, [images_spec, group_spec]),
+        (serve_encoded, [encoded_spec, group_spec]),
+    ]
+
+
+def _read_groups(path, groups):
+    """The parsed groups.json at ``path``, checked to name ``groups`` groups."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            content = json.load(stream)
+    except (OSError, ValueError) as error:
+        raise ReIDError(
+            f"cannot read the groups file {path} ({error}); pass the groups.json that "
+            "training wrote beside the model."
+        ) from None
+    listed = content.get("groups") if isinstance(content, dict) else None
+    if not isinstance(listed, list) or len(listed) != groups:
+        count = len(listed) if isinstance(listed, list) else "no"
+        raise ReIDError(
+            f"{path} lists {count} groups but the model has {groups} θ_nui groups; pass the "
+            "groups.json written with this model."
+        )
+    return content
+
+
+def version_folder(out):
+    """``out`` as an absolute path, checked to be ``.../NAME/VERSION`` with VERSION a number."""
+    out = os.path.abspath(os.path.expanduser(os.fspath(out)))
+    version = os.path.basename(out)
+    if not version.isdigit() or not os.path.basename(os.path.dirname(out)):
+        raise ReIDError(
+            f"--out {out} is not a NAME/VERSION folder: TF Serving serves only numbered "
+            "version folders; use e.g. saved_models/my_model/1."
+        )
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ReIDError(f"{out} exists and is not a folder; choose another --out.")
+    return out
+
+
+def _check_replaceable(out, overwrite):
+    if not os.path.isdir(out) or not os.listdir(out):
+        return
+    if not overwrite:
+        raise ReIDError(
+            f"{out} already holds a version; pass --overwrite (overwrite=True) to replace "
+            "it, or export to the next version number."
+        )
+    if not os.path.isfile(os.path.join(out, "saved_model.pb")):
+        raise ReIDError(
+            f"{out} is not empty and holds no saved_model.pb, so it is not an export; "
+            "--overwrite only replaces SavedModels. Remove it yourself or choose another --out."
+        )
+
+
+def _install(temporary, out):
+    """Rename the finished ``temporary`` folder onto ``out``, replacing an old version."""
+    old = None
+    if os.path.isdir(out):
+        if os.listdir(out):
+            parent, version = os.path.split(out)
+            old = tempfile.mkdtemp(prefix=f".{version}.old-", dir=parent)
+            os.rmdir(old)
+            os.rename(out, old)
+        else:
+            os.rmdir(out)
+    try:
+        os.rename(temporary, out)
+    except OSError:
+        if old is not None and not os.path.exists(out):
+            os.rename(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def export_saved_model(model, out, tta=None, overwrite=False, groups_file=None):
+    """Write ``model`` as a TF Serving SavedModel into the version folder ``out``.
+
+    The folder is written under a temporary name beside it and renamed into
+    place when complete, so TF Serving (which watches ``NAME/`` for numbered
+    folders) never loads half an export.
+
+    Args:
+        model: a keras_reid model (embedding, or EmbAE's inference model) or
+            the path of its ``.keras`` file.
+        out: ``.../NAME/VERSION``, VERSION a number (e.g. ``saved_models/emb/1``).
+        tta: None or "flip": flip averaging inside the graph. Default None.
+        overwrite: replace an existing version. Default False (refused).
+        groups_file: a multi-group EmbAE model's ``groups.json`` (default: the
+            one beside the ``.keras`` file), copied to ``assets.extra/``.
+
+    Returns:
+        the absolute path of the version folder.
+
+    Example:
+        >>> export_saved_model("runs/emb/model.keras", "saved_models/emb/1", tta="flip")
+    """
+    check_served_tta(tta)
+    out = version_folder(out)
+    _check_replaceable(out, overwrite)
+    source = None
+    if isinstance(model, (str, os.PathLike)):
+        source = os.path.abspath(os.path.expanduser(os.fspath(model)))
+        model = load_model(source)
+    spec = inspect_model(model)
+    groups = None
+    if spec.groups > 1:
+        if groups_file is None and source is not None:
+            groups_file = os.path.join(os.path.dirname(source), "groups.json")
+        if groups_file is None or not os.path.isfile(groups_file):
+            raise ReIDError(
+                f"model {model.name!r} has {spec.groups} θ_nui groups but no groups.json "
+                f"{'at ' + groups_file + ' ' if groups_file else ''}names them; pass "
+                "--groups FILE (groups_file=), the groups.json that training wrote."
+            )
+        groups = _read_groups(groups_file, spec.groups)
+    elif groups_file is not None:
+        raise ReIDError(
+            f"model {model.name!r} has a single θ_nui group (group 0 is set inside the "
+            "graph); a groups file is only for per-dataset or per-camera models."
+        )
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for name, (function, signature) in zip(SIGNATURES, _signatures(model, spec, tta), strict=True):
+        archive.add_endpoint(name, function, input_signature=signature)
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    temporary = as_created(tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.tmp-", dir=parent))
+    try:
+        archive.write_out(temporary, verbose=False)
+        extra = os.path.join(temporary, "assets.extra")
+        os.makedirs(extra)
+        if groups is not None:
+            with open(os.path.join(extra, "groups.json"), "w", encoding="utf-8") as stream:
+                json.dump(groups, stream, indent=1)
+        with open(os.path.join(extra, "export.json"), "w", encoding="utf-8") as stream:
+            json.dump(export_record(model, spec, tta, source), stream, indent=1)
+        _check_replaceable(out, overwrite)  # another export may have landed meanwhile
+        _install(temporary, out)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return out
+
+
+def signature_lines(spec):
+    """One line per signature, e.g. ``serving_default: images uint8 [batch, 128, 64, 3] -> ...``."""
+    height, width = spec.image_size
+    group = ", group int32 [batch]" if spec.groups > 1 else ""
+    outputs = ", ".join(f"{name} float32 [batch, {spec.dims[name]}]" for name in spec.outputs)
+    return [
+        f"serving_default: images uint8 [batch, {height}, {width}, 3]{group} -> {outputs}",
+        f"embed_encoded: encoded string [batch] (JPEG/PNG bytes){group} -> {outputs}",
+    ]
+
+
+def export_record(model, spec, tta, source=None):
+    """The ``assets.extra/export.json`` of an export: what was exported, and how."""
+    from keras_reid import __version__
+
+    return {
+        "model": model.name,
+        "source": source,
+        "keras_reid": __version__,
+        "image_size": list(spec.image_size),
+        "tta": tta,
+        "groups": spec.groups,
+        "embedding_l2_normalized": True,
+        "signatures": signature_lines(spec),
+    }

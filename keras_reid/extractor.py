@@ -1,0 +1,347 @@
+"""Embeddings from a trained model in a notebook or a script: :class:`FeatureExtractor`.
+
+The extractor computes exactly what the exported SavedModel serves
+(:mod:`keras_reid.export` builds its signatures from :func:`serve_outputs`):
+raw uint8 RGB at the model's size in, the embedding L2-normalised out,
+optionally averaged with the horizontal flip first (Hermans et al. 2017,
+Sec. 4.4). EmbAE's z_nui ("nuisance") is returned as the model gives it.
+
+Example:
+    >>> import keras_reid
+    >>> extractor = keras_reid.FeatureExtractor("runs/emb/model.keras", tta="flip")
+    >>> query = extractor.embed(dataset.query)            # a dataset table
+    >>> crops = extractor.embed(["a.jpg", "b.png"])       # image files, any size
+    >>> batch = extractor.embed(images_uint8)             # [N, H, W, 3] at the model's size
+"""
+
+import os
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from keras_reid.data.pipeline import inference_batches
+from keras_reid.errors import ReIDError
+from keras_reid.inference import tta_views
+from keras_reid.layers.grouped import GroupedDense
+from keras_reid.reporting import load_keras_model
+
+# The outputs a served model returns, in this order, where the model has them.
+SERVED_OUTPUTS = ("embedding", "nuisance")
+# Test-time augmentation that can live inside a fixed-size serving graph.
+SERVED_TTA = (None, "flip")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What serving needs to know about a keras_reid model.
+
+    Attributes:
+        image_size: (height, width) of the image input.
+        takes_group: the model has a "group" input (EmbAE's θ_nui group).
+        groups: number of θ_nui weight sets (1 when there is no group input).
+        outputs: the served outputs the model has, e.g. ("embedding", "nuisance").
+        dims: the size of each served output.
+    """
+
+    image_size: tuple
+    takes_group: bool
+    groups: int
+    outputs: tuple
+    dims: dict
+
+
+def _nested_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _nested_layers(layer)
+
+
+def inspect_model(model):
+    """The :class:`ModelSpec` of a keras_reid model, or a ReIDError naming the expected form.
+
+    A servable model takes raw RGB images ``[batch, H, W, 3]`` (a single input,
+    or a dict input "images" with an optional int "group") and has a named
+    output "embedding" (and, for EmbAE, "nuisance").
+
+    Example:
+        >>> inspect_model(model).image_size
+        (128, 64)
+    """
+    if not isinstance(model, keras.Model):
+        raise ReIDError(
+            f"expected a keras.Model or the path of a .keras file; got {type(model).__name__}."
+        )
+    outputs = tuple(model.output_names)
+    if "embedding" not in outputs:
+        raise ReIDError(
+            f"model {model.name!r} has no 'embedding' output (outputs: {', '.join(outputs)}); "
+            "expected a keras_reid model with a named embedding output."
+        )
+    structure = model.input
+    if isinstance(structure, dict):
+        unknown = sorted(set(structure) - {"images", "group"})
+        if "images" not in structure or unknown:
+            raise ReIDError(
+                f"model {model.name!r} takes the inputs {', '.join(sorted(structure))}; expected "
+                "images [batch, H, W, 3] (and optionally group), e.g. EmbAE's inference.keras "
+                "rather than its autoencoder model.keras."
+            )
+        images = structure["images"]
+    elif isinstance(structure, (list, tuple)):
+        raise ReIDError(
+            f"model {model.name!r} takes {len(structure)} inputs; expected one image input "
+            "[batch, H, W, 3] or a dict with 'images' (and optionally 'group')."
+        )
+    else:
+        images = structure
+    shape = tuple(images.shape)
+    if len(shape) != 4 or shape[1] is None or shape[2] is None or shape[3] != 3:
+        raise ReIDError(
+            f"model {model.name!r} has an image input of shape {shape}; expected "
+            "[batch, H, W, 3] with a fixed H and W."
+        )
+    takes_group = isinstance(structure, dict) and "group" in structure
+    groups = 1
+    if takes_group:
+        grouped = [
+            layer.groups for layer in _nested_layers(model) if isinstance(layer, GroupedDense)
+        ]
+        groups = max(grouped, default=1)
+    served = tuple(name for name in SERVED_OUTPUTS if name in outputs)
+    by_name = dict(zip(outputs, model.outputs, strict=True))
+    dims = {name: int(by_name[name].shape[-1]) for name in served}
+    return ModelSpec((int(shape[1]), int(shape[2])), takes_group, groups, served, dims)
+
+
+def check_served_tta(tta):
+    """ReIDError unless ``tta`` is one of ``SERVED_TTA``."""
+    if tta not in SERVED_TTA:
+        raise ReIDError(
+            f"unknown tta {tta!r} for serving; expected None or 'flip' (crop TTA needs images "
+            "larger than the model's input: use keras_reid.inference.extract_features)."
+        )
+
+
+def serve_outputs(model, spec, images, group=None, tta=None, normalize=True):
+    """The served computation, in TensorFlow ops: images (+ group) -> {output: float32 [B, D]}.
+
+    Args:
+        model: the Keras model; ``spec`` its :func:`inspect_model`.
+        images: uint8 (or float) raw RGB ``[B, H, W, 3]`` at the model's size.
+        group: int32 ``[B]`` θ_nui groups, for a model with a group input
+            (None: group 0 for every image).
+        tta: None or "flip" (each output averaged over the image and its mirror).
+        normalize: L2-normalise the embedding (the nuisance is never normalised).
+    """
+    height, width = spec.image_size
+    images = tf.cast(images, tf.float32)
+    views = tta_views(images, tta)
+    count = views.shape[0]
+    inputs = tf.reshape(views, [-1, height, width, 3])
+    if spec.takes_group:
+        if group is None:
+            group = tf.zeros(tf.shape(images)[:1], tf.int32)
+        inputs = {"images": inputs, "group": tf.tile(tf.cast(group, tf.int32), [count])}
+    raw = model(inputs, training=False)
+    if not isinstance(raw, dict):
+        raw = dict(zip(model.output_names, keras.tree.flatten(raw), strict=True))
+    result = {}
+    for name in spec.outputs:
+        values = tf.cast(raw[name], tf.float32)
+        values = tf.reduce_mean(tf.reshape(values, [count, -1, spec.dims[name]]), axis=0)
+        if name == "embedding" and normalize:
+            values = tf.math.l2_normalize(values, axis=-1)
+        result[name] = values
+    return result
+
+
+def load_model(path, output="embedding"):
+    """Load a keras_reid ``.keras`` model, with one-line errors for a wrong path or model.
+
+    ``keras.models.load_model(path)`` works too after ``import keras_reid``;
+    this adds the checks: the file exists, is a Keras model, and has the
+    ``output`` (default "embedding").
+
+    Example:
+        >>> model = keras_reid.load_model("runs/emb/model.keras")
+    """
+    path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    if os.path.isdir(path):
+        hint = (
+            " (a SavedModel: load it with tf.saved_model.load)"
+            if os.path.isfile(os.path.join(path, "saved_model.pb"))
+            else ""
+        )
+        raise ReIDError(f"{path} is a folder{hint}; pass the path of a .keras model file.")
+    return load_keras_model(path, output=output)
+
+
+def _as_paths(items):
+    paths = [os.fspath(item) for item in items]
+    missing = [path for path in paths if not os.path.isfile(path)]
+    if missing:
+        raise ReIDError(
+            f"{len(missing)} image file(s) not found, e.g. {', '.join(missing[:3])}; "
+            "pass existing image paths."
+        )
+    return paths
+
+
+class FeatureExtractor:
+    """Embeddings of image files, uint8 arrays or dataset tables, as numpy arrays.
+
+    The same computation as the exported SavedModel's signatures (see
+    :mod:`keras_reid.export`): an extractor and a TF Serving deployment of
+    the same model return the same vectors.
+
+    Args:
+        model: a keras_reid ``keras.Model`` or the path of a ``.keras`` file
+            (an embedding model, or EmbAE's ``inference.keras``).
+        batch_size: images per forward pass. Default 128.
+        tta: None or "flip" (average with the mirrored image). Default None.
+        normalize: L2-normalise the embedding, as the SavedModel does. Default True.
+        progress: show a progress bar; None (default) shows one for inputs of
+            more than one batch.
+
+    Example:
+        >>> extractor = FeatureExtractor("runs/emb/model.keras", batch_size=64, tta="flip")
+        >>> features = extractor.embed(load_dataset("synth-b").query)   # [N, 128]
+    """
+
+    def __init__(self, model, batch_size=128, tta=None, normalize=True, progress=None):
+        if isinstance(model, (str, os.PathLike)):
+            model = load_model(model)
+        self.spec = inspect_model(model)
+        check_served_tta(tta)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ReIDError(
+                f"batch_size must be a positive integer. Received: batch_size={batch_size!r}"
+            )
+        self.model = model
+        self.batch_size = batch_size
+        self.tta = tta
+        self.normalize = bool(normalize)
+        self.progress = progress
+        self._function = tf.function(self._embed_batch, reduce_retracing=True)
+
+    @property
+    def image_size(self):
+        """(height, width) the model takes; arrays must have it, files are resized to it."""
+        return self.spec.image_size
+
+    def _embed_batch(self, images, group):
+        return serve_outputs(
+            self.model, self.spec, images, group, tta=self.tta, normalize=self.normalize
+        )
+
+    def _groups(self, group, count, output):
+        if not self.spec.takes_group:
+            if group is not None:
+                raise ReIDError(
+                    f"model {self.model.name!r} has no group input; call embed without group."
+                )
+            return np.zeros(count, np.int32)
+        if group is None:
+            if output == "nuisance" and self.spec.groups > 1:
+                raise ReIDError(
+                    f"model {self.model.name!r} has {self.spec.groups} θ_nui groups: pass "
+                    "group= (an int, or one per image; the groups.json beside the model "
+                    "names them) to get the nuisance."
+                )
+            return np.zeros(count, np.int32)  # z_id does not read the group
+        groups = np.broadcast_to(np.asarray(group), (count,)) if np.ndim(group) == 0 else group
+        groups = np.asarray(groups)
+        if groups.shape != (count,) or not np.issubdtype(groups.dtype, np.integer):
+            raise ReIDError(
+                f"group must be an int or {count} ints (one per image); got "
+                f"{groups.dtype} of shape {groups.shape}."
+            )
+        if groups.min() < 0 or groups.max() >= self.spec.groups:
+            raise ReIDError(
+                f"group values must be in [0, {self.spec.groups}) for model "
+                f"{self.model.name!r}; got {groups.min()}..{groups.max()}."
+            )
+        return groups.astype(np.int32)
+
+    def _as_array(self, images):
+        height, width = self.spec.image_size
+        if images.ndim == 3:
+            images = images[None]
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (height, width, 3):
+            raise ReIDError(
+                f"expected uint8 RGB images [N, {height}, {width}, 3] (the model's size), image "
+                f"paths or a dataset table; got a {images.dtype} array of shape {images.shape} "
+                f"(resize to {height}x{width} and convert with .astype('uint8'), or pass files)."
+            )
+        return images
+
+    def _batches(self, images):
+        """(uint8 or float batches, count): arrays are sliced, paths decoded by tf.data."""
+        if isinstance(images, pd.DataFrame):
+            if "path" not in images:
+                raise ReIDError("the table has no 'path' column; pass a dataset table.")
+            images = list(images["path"])
+        if isinstance(images, (str, os.PathLike)):
+            images = [images]
+        if isinstance(images, (list, tuple)):
+            if not images:
+                raise ReIDError("nothing to embed: the list of images is empty.")
+            if all(isinstance(item, (str, os.PathLike)) for item in images):
+                paths = _as_paths(images)
+                table = pd.DataFrame({"path": paths})
+                return inference_batches(table, self.spec.image_size, self.batch_size), len(paths)
+            if not all(isinstance(item, np.ndarray) for item in images):
+                raise ReIDError(
+                    "a list to embed must hold only image paths or only uint8 arrays [H, W, 3]."
+                )
+            images = np.stack([self._as_array(item)[0] for item in images])
+        if not isinstance(images, np.ndarray):
+            raise ReIDError(
+                f"cannot embed a {type(images).__name__}; expected image paths, uint8 arrays "
+                "[N, H, W, 3] at the model's size, or a dataset table (a 'path' column)."
+            )
+        images = self._as_array(images)
+        if not len(images):
+            raise ReIDError("nothing to embed: the array holds no image.")
+        step = self.batch_size
+        return (images[start : start + step] for start in range(0, len(images), step)), len(images)
+
+    def embed(self, images, output="embedding", group=None):
+        """The ``output`` of every image, in order, as a float32 numpy array ``[N, D]``.
+
+        Args:
+            images: image paths (any size; decoded and resized to the model's
+                size like the training data), a dataset table (its ``path``
+                column), or uint8 RGB arrays ``[N, H, W, 3]`` / ``[H, W, 3]``
+                at the model's size.
+            output: "embedding" (default) or, for EmbAE, "nuisance".
+            group: EmbAE only: the θ_nui group, an int or one per image
+                (default 0; needed for the nuisance of a multi-group model).
+
+        Example:
+            >>> z = FeatureExtractor(model).embed(["q1.jpg", "q2.jpg"])   # [2, 128]
+        """
+        if output not in self.spec.outputs:
+            raise ReIDError(
+                f"model {self.model.name!r} has no served output {output!r}; expected one of: "
+                f"{', '.join(self.spec.outputs)}."
+            )
+        batches, count = self._batches(images)
+        groups = self._groups(group, count, output)
+        show = self.progress if self.progress is not None else count > self.batch_size
+        from tqdm.auto import tqdm
+
+        chunks = []
+        done = 0
+        with tqdm(total=count, unit="img", desc="embed", disable=not show, leave=False) as bar:
+            for batch in batches:
+                size = len(batch)
+                values = self._function(batch, groups[done : done + size])[output]
+                chunks.append(values.numpy())
+                done += size
+                bar.update(size)
+        return np.concatenate(chunks)
