@@ -139,11 +139,25 @@ def call_section(fn, config, section, exclude=(), **fixed):
     return fn(**options, **fixed)
 
 
+def _comparable(config):
+    """``config`` as sorted JSON without its ``verbose`` keys (they change no result)."""
+
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "verbose"}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return json.dumps(strip(config), sort_keys=True)
+
+
 def prepare_run_dir(path, config, resume=False):
     """Create the run folder and record the resolved config in ``config.yaml``.
 
     Refuses a non-empty folder unless ``resume``, so that a run never
-    overwrites another. On resume, the recorded config must equal ``config``.
+    overwrites another. On resume, the recorded config must equal ``config``
+    (``verbose`` keys aside: progress output changes no result).
     """
     path = os.path.abspath(path)
     recorded = os.path.join(path, "config.yaml")
@@ -156,7 +170,7 @@ def prepare_run_dir(path, config, resume=False):
         if os.path.isfile(recorded):
             with open(recorded, encoding="utf-8") as stream:
                 previous = _parse(stream)
-            if json.dumps(previous, sort_keys=True) != json.dumps(config, sort_keys=True):
+            if _comparable(previous) != _comparable(config):
                 raise ReIDError(
                     f"--resume: the config differs from the one recorded in {recorded}; "
                     "resume with the same config or start a new run folder."

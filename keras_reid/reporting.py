@@ -150,3 +150,97 @@ def write_report(
         os.path.join(out, "ranked_lists.png"),
         worst_first=worst_first,
     )
+
+
+SCORE_COLUMNS = ("rank1", "rank1_nd", "mAP", "mAP_nd")
+
+
+def _dataset_name(spec):
+    """The dataset name of a config's data spec (``"name[:root]"`` or ``{name, ...}``)."""
+    if isinstance(spec, dict):
+        return str(spec.get("name"))
+    return str(spec).partition(":")[0]
+
+
+def collect_runs(runs):
+    """The results of finished runs, one row per (run, model).
+
+    Each run folder holds ``results.csv`` (columns model and the scores) and
+    the ``config.yaml`` the run recorded; the setting ("sources -> target")
+    is read from the config's ``data`` section.
+
+    Args:
+        runs: run folders, e.g. several seeds of one config and other configs.
+
+    Returns:
+        a DataFrame with columns run, setting, model, rank1, rank1_nd, mAP, mAP_nd.
+
+    Example:
+        >>> frame = collect_runs(["runs/embae_synth_s0", "runs/embae_synth_s1"])
+    """
+    import pandas as pd
+    import yaml
+
+    frames = []
+    for run in runs:
+        results, config = (os.path.join(run, name) for name in ("results.csv", "config.yaml"))
+        for path in (results, config):
+            if not os.path.isfile(path):
+                raise ReIDError(
+                    f"{run}: no {os.path.basename(path)}; give finished run folders "
+                    "(an interrupted run finishes with --resume)."
+                )
+        frame = pd.read_csv(results)
+        missing = [c for c in ("model", *SCORE_COLUMNS) if c not in frame.columns]
+        if missing:
+            raise ReIDError(
+                f"{results}: no column(s) {', '.join(missing)}; expected model, "
+                f"{', '.join(SCORE_COLUMNS)} as a training run writes them."
+            )
+        with open(config, encoding="utf-8") as stream:
+            data = (yaml.safe_load(stream) or {}).get("data") or {}
+        sources = data.get("sources", data.get("train"))
+        sources = sources if isinstance(sources, list) else [sources]
+        target = data.get("target", data.get("val"))
+        setting = " + ".join(_dataset_name(s) for s in sources if s is not None)
+        if target is not None:
+            setting += f" -> {_dataset_name(target)}"
+        frame.insert(0, "setting", setting)
+        frame.insert(0, "run", run)
+        frames.append(frame[["run", "setting", "model", *SCORE_COLUMNS]])
+    if not frames:
+        raise ReIDError("no run folders given; give at least one finished run.")
+    return pd.concat(frames, ignore_index=True)
+
+
+def runs_table(frame, baseline="baseline"):
+    """Markdown tables of :func:`collect_runs`'s rows: one per setting, mean (± std) over runs.
+
+    Rows keep the runs' model order; with several runs of a setting a cell
+    reads "mean ± std" (sample std), and every model but ``baseline`` shows
+    its mean change over the baseline's mean in brackets, as in the EmbAE
+    paper's tables.
+    """
+    lines = []
+    for setting, rows in frame.groupby("setting", sort=False):
+        count = rows["run"].nunique()
+        grouped = rows.groupby("model", sort=False)[list(SCORE_COLUMNS)]
+        mean, std = grouped.mean(), grouped.std(ddof=1)
+        lines += [
+            f"### {setting} ({count} run{'s' if count > 1 else ''})",
+            "",
+            "| model | " + " | ".join(SCORE_COLUMNS) + " |",
+            "| --- | " + " | ".join("---:" for _ in SCORE_COLUMNS) + " |",
+        ]
+        for model in mean.index:
+            cells = []
+            for name in SCORE_COLUMNS:
+                cell = f"{mean.loc[model, name]:.3f}"
+                if grouped.size()[model] > 1:
+                    cell += f" ± {std.loc[model, name]:.3f}"
+                if model != baseline and baseline in mean.index:
+                    cell += f" ({mean.loc[model, name] - mean.loc[baseline, name]:+.3f})"
+                cells.append(cell)
+            lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)

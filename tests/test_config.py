@@ -69,6 +69,15 @@ def test_run_dir_records_config_and_refuses_overwrite(tmp_path):
         prepare_run_dir(run, {"model": {"alpha": 0.5}}, resume=True)
 
 
+def test_resume_ignores_only_progress_output(tmp_path):
+    run = tmp_path / "run"
+    prepare_run_dir(run, {"model": {"alpha": 0.25}, "train": {"verbose": 1, "seed": 0}})
+    same = {"model": {"alpha": 0.25}, "train": {"verbose": 2, "seed": 0}}
+    assert prepare_run_dir(run, same, resume=True) == str(run)
+    with pytest.raises(ReIDError, match="config differs"):
+        prepare_run_dir(run, {"model": {"alpha": 0.25}, "train": {"verbose": 1, "seed": 1}}, True)
+
+
 def test_scientific_floats_without_a_dot_are_numbers(tmp_path):
     path = write(tmp_path / "lr.yaml", {})
     path.write_text("schedule:\n  base_lr: 1e-4\n  final_lr: 3.0e-7\n  name: 1e5x\n")

@@ -1,32 +1,70 @@
 """The demo's whole path on tiny domains (the real runs are timed in the README)."""
 
+import os
+
+import pandas as pd
 import pytest
 
 from keras_reid import demo
+from keras_reid.config import load_config
+from keras_reid.training.embae import VARIANTS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_demo_generates_trains_and_scores_the_target(tmp_path, monkeypatch, capsys):
-    def one_epoch(quick=False, seed=0):
-        config = {section: dict(values) for section, values in demo.EMBEDDING_CONFIG.items()}
-        config["batches"].update(p=4, k=2)
-        config["train"].update(epochs=1, verbose=0, seed=seed)
+def test_demo_runs_embae_and_writes_the_papers_table(tmp_path, monkeypatch, capsys):
+    real_config = demo.demo_config
+
+    def one_epoch(quick=False, seed=0, verbose=None):
+        config = real_config(quick, seed, verbose=0)
+        config["embedding"]["model"]["embedding_dim"] = 16
+        config["embedding"]["batches"].update(p=4, k=2)
+        config["embedding"]["train"].update(epochs=1)
+        config["autoencoder"] = {"nui_dim": 8, "decoder_hidden": 32}
+        for stage in ("pretrain", "finetune_nui", "finetune"):
+            config[stage]["epochs"] = 1
         return config
 
     monkeypatch.setattr(demo, "demo_config", one_epoch)
-    row = demo.run_demo(out=str(tmp_path), quick=True, ids=12)
+    results = demo.run_demo(out=str(tmp_path), quick=True, ids=12)
     printed = capsys.readouterr().out
     for step in ("[1/3]", "[2/3]", "[3/3]"):
         assert step in printed
-    assert row["dataset"].iloc[0] == "synth-b" and 0.0 <= row["rank1"].iloc[0] <= 1.0
-    assert (tmp_path / "synthreid_domains.png").stat().st_size > 0
-    assert (tmp_path / "quick" / "evaluation" / "results.csv").is_file()
-    # A second run reuses the trained model instead of training again.
-    demo.run_demo(out=str(tmp_path), quick=True, ids=12)
-    assert "reusing" in capsys.readouterr().out
+    assert list(results["model"]) == ["baseline", *VARIANTS]
+    written = pd.read_csv(tmp_path / "results.csv")
+    assert list(written.columns) == ["model", "rank1", "rank1_nd", "mAP", "mAP_nd"]
+    assert list(written["model"]) == ["baseline", *VARIANTS]
+    assert ((written.iloc[:, 1:] >= 0) & (written.iloc[:, 1:] <= 1)).all().all()
+    # The paper's form: each variant's change over the baseline in brackets.
+    markdown = (tmp_path / "results.md").read_text()
+    change = written.loc[1, "rank1"] - written.loc[0, "rank1"]
+    assert f"| all | {written.loc[1, 'rank1']:.3f} ({change:+.3f}) |" in markdown
+    for name in ("results.png", "synthreid_domains.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    # A second run reuses every finished stage instead of training again.
+    again = demo.run_demo(out=str(tmp_path), quick=True, ids=12)
+    printed = capsys.readouterr().out
+    assert "reusing" in printed and "stage 3: autoencoder pre-training" not in printed
+    pd.testing.assert_frame_equal(again, results)
 
 
-@pytest.mark.parametrize("quick, epochs", [(True, 12), (False, 40)])
-def test_demo_schedules(quick, epochs):
-    config = demo.demo_config(quick)
-    assert config["train"]["epochs"] == epochs
-    assert config["schedule"]["decay_end_epoch"] == epochs
+def test_demo_config_is_the_synthreid_train_script_config():
+    recorded = load_config(os.path.join(ROOT, "train_scripts", "configs", "embae_synth.yaml"))
+    recorded.pop("data")
+    assert demo.demo_config(verbose=2) == recorded
+
+
+def test_quick_demo_shortens_every_stage():
+    full, quick = demo.demo_config(), demo.demo_config(quick=True)
+    assert quick["embedding"]["train"]["epochs"] < full["embedding"]["train"]["epochs"]
+    assert (
+        quick["embedding"]["schedule"]["decay_end_epoch"] == quick["embedding"]["train"]["epochs"]
+    )
+    for stage in ("pretrain", "finetune_nui", "finetune"):
+        assert 0 < quick[stage]["epochs"] < full[stage]["epochs"]
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_demo_seed_reaches_every_stage(quick):
+    config = demo.demo_config(quick, seed=7)
+    assert config["train"]["seed"] == 7 and config["embedding"]["train"]["seed"] == 7

@@ -5,11 +5,12 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from keras_reid.data import load_dataset
 from keras_reid.errors import ReIDError
 from keras_reid.models import build_embedding_model
-from keras_reid.reporting import evaluate_model, load_keras_model
+from keras_reid.reporting import collect_runs, evaluate_model, load_keras_model, runs_table
 
 
 def test_untrained_model_evaluates_the_real_crops_end_to_end(mini_market_root, tmp_path):
@@ -48,3 +49,59 @@ def test_load_keras_model_refuses_wrong_files(tmp_path):
     plain.save(tmp_path / "plain.keras")
     with pytest.raises(ReIDError, match="has no 'embedding' output"):
         load_keras_model(tmp_path / "plain.keras")
+
+
+def _finished_run(folder, data, rows):
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump({"data": data}))
+    lines = ["model,rank1,rank1_nd,mAP,mAP_nd"] + [
+        f"{model},{r1},{r1nd},{m},{mnd}" for model, r1, r1nd, m, mnd in rows
+    ]
+    (folder / "results.csv").write_text("\n".join(lines) + "\n")
+    return str(folder)
+
+
+def test_runs_table_gives_mean_std_and_change_over_the_baseline(tmp_path):
+    data = {"sources": ["synth-a"], "target": {"name": "synth-b", "root": "/x"}}
+    runs = [
+        _finished_run(
+            tmp_path / "s0",
+            data,
+            [("baseline", 0.1, 0.2, 0.1, 0.2), ("cam_nui", 0.2, 0.3, 0.1, 0.4)],
+        ),
+        _finished_run(
+            tmp_path / "s1",
+            data,
+            [("baseline", 0.3, 0.2, 0.1, 0.2), ("cam_nui", 0.4, 0.5, 0.3, 0.2)],
+        ),
+        _finished_run(
+            tmp_path / "multi",
+            {"sources": ["dukemtmc:/d", {"name": "cuhk03"}], "target": "market1501:/m"},
+            [("baseline", 0.5, 0.5, 0.5, 0.5)],
+        ),
+    ]
+    frame = collect_runs(runs)
+    assert list(frame["setting"].unique()) == [
+        "synth-a -> synth-b",
+        "dukemtmc + cuhk03 -> market1501",
+    ]
+    text = runs_table(frame)
+    # Seeds s0, s1: baseline rank1 mean 0.2, sample std 0.1414; cam_nui rank1 mean 0.3 (+0.1).
+    assert "### synth-a -> synth-b (2 runs)" in text
+    assert "| baseline | 0.200 ± 0.141 | 0.200 ± 0.000 |" in text
+    assert (
+        "| cam_nui | 0.300 ± 0.141 (+0.100) | 0.400 ± 0.141 (+0.200) | 0.200 ± 0.141 (+0.100) |"
+        in text
+    )
+    assert "### dukemtmc + cuhk03 -> market1501 (1 run)" in text
+    assert "| baseline | 0.500 | 0.500 | 0.500 | 0.500 |" in text
+
+
+def test_collect_runs_refuses_unfinished_runs(tmp_path):
+    (tmp_path / "run").mkdir()
+    with pytest.raises(ReIDError, match="run: no results.csv; give finished run folders"):
+        collect_runs([str(tmp_path / "run")])
+    bad = _finished_run(tmp_path / "bad", {"sources": ["a"]}, [])
+    (tmp_path / "bad" / "results.csv").write_text("model,rank1\nbaseline,0.1\n")
+    with pytest.raises(ReIDError, match="no column\\(s\\) rank1_nd, mAP, mAP_nd"):
+        collect_runs([bad])

@@ -75,6 +75,7 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+from tqdm.auto import tqdm
 
 from keras_reid.config import call_section, check_sections, prepare_run_dir
 from keras_reid.errors import ReIDError
@@ -293,7 +294,36 @@ def feature_batches(features, groups, batch_size=128, seed=0):
     return tf.data.Dataset.zip(rows, views).map(gather).prefetch(tf.data.AUTOTUNE)
 
 
-def fit_stage(model, parts, stage, features, groups, seed, verbose, log_path=None, callbacks=()):
+class EpochBar(keras.callbacks.Callback):
+    """A tqdm bar over a ``fit``'s epochs, showing the last epoch's loss."""
+
+    def __init__(self, epochs, description=None):
+        super().__init__()
+        self.epochs, self.description = epochs, description
+
+    def on_train_begin(self, logs=None):
+        self.bar = tqdm(total=self.epochs, desc=self.description, unit="epoch", leave=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.bar.set_postfix(loss=f"{(logs or {}).get('loss', float('nan')):.4f}")
+        self.bar.update(1)
+
+    def on_train_end(self, logs=None):
+        self.bar.close()
+
+
+def fit_stage(
+    model,
+    parts,
+    stage,
+    features,
+    groups,
+    seed,
+    verbose,
+    log_path=None,
+    callbacks=(),
+    description=None,
+):
     """Train the ``parts`` of an EmbAE model ("emb", "nui", "dec") on reconstruction.
 
     The other parts are frozen (their BatchNormalization statistics too), the
@@ -312,6 +342,8 @@ def fit_stage(model, parts, stage, features, groups, seed, verbose, log_path=Non
         verbose: Keras' progress output.
         log_path: a CSV file the epochs' losses are appended to. Default None.
         callbacks: further Keras callbacks. Default none.
+        description: the progress bar's label (``verbose`` 1: one bar of
+            epochs for the stage rather than a bar of steps per epoch).
 
     Example:
         >>> fit_stage(model, ("nui", "dec"), StageOptions(30, 1e-3), features, groups, 0, 1)
@@ -325,6 +357,11 @@ def fit_stage(model, parts, stage, features, groups, seed, verbose, log_path=Non
     callbacks = list(callbacks)
     if log_path is not None:
         callbacks.append(keras.callbacks.CSVLogger(log_path, append=True))
+    if verbose == 1:
+        # An autoencoder epoch is a fraction of a second: one bar per stage
+        # (epochs, loss) says more than a bar of steps per epoch.
+        callbacks.append(EpochBar(stage.epochs, description))
+        verbose = 0
     return model.fit(
         feature_batches(features, groups, stage.batch_size, seed),
         epochs=stage.epochs,
@@ -527,7 +564,7 @@ def _autoencoder_options(config):
     return options
 
 
-def train_embae(config, out, resume=False):
+def train_embae(config, out, resume=False, print_table=True):
     """Run the EmbAE recipe from a config mapping; returns the results DataFrame.
 
     Args:
@@ -535,6 +572,7 @@ def train_embae(config, out, resume=False):
         out: the run folder; refused if not empty unless ``resume``.
         resume: continue an interrupted run: finished stages (their
             model.keras) are reused, the interrupted one is run again.
+        print_table: print the results table at the end. Default True.
 
     Returns:
         a DataFrame with columns model, rank1, rank1_nd, mAP, mAP_nd: the row
@@ -617,7 +655,8 @@ def train_embae(config, out, resume=False):
     results = pd.DataFrame(rows, columns=["model", *SCORES])
     sources_text = " + ".join(sources)
     write_results(results, out, f"EmbAE {sources_text} -> {target.name}")
-    print(results_markdown(results), flush=True)
+    if print_table:
+        print(results_markdown(results), flush=True)
     return results
 
 
@@ -655,7 +694,17 @@ def _pretrain(model, nui, keys, sources, stage, options, folder, seed):
     )
     os.makedirs(folder, exist_ok=True)
     log = os.path.join(folder, "log.csv")
-    fit_stage(model, ("nui", "dec"), stage, features, groups, seed, options.verbose, log)
+    fit_stage(
+        model,
+        ("nui", "dec"),
+        stage,
+        features,
+        groups,
+        seed,
+        options.verbose,
+        log,
+        description=f"pretrain {nui}",
+    )
 
 
 def _brief(row, baseline=None):
@@ -690,7 +739,17 @@ def _finetune(variant, pretrained, target, features, stages, options, folder, se
         model = with_nuisance_groups(source_model, len(keys))
         parts = ("emb", "nui", "dec") if variant == "all" else ("emb", "dec")
         print(f"{heading}: training θ_{', θ_'.join(parts)}", flush=True)
-        fit_stage(model, parts, finetune, features, groups, seed, options.verbose, log)
+        fit_stage(
+            model,
+            parts,
+            finetune,
+            features,
+            groups,
+            seed,
+            options.verbose,
+            log,
+            description=variant,
+        )
         return model
     # new_nui, dataset_nui, cam_nui: a new θ_nui for the target (the common
     # one re-initialised; or new groups beside the sources'), first fitted
@@ -699,9 +758,29 @@ def _finetune(variant, pretrained, target, features, stages, options, folder, se
     model = with_nuisance_groups(source_model, len(keys), reset=variant == "new_nui")
     added = len(keys) - len(source_keys) if nui != "common" else 1
     print(f"{heading}: new θ_nui ({added} group(s)) trained, θ_emb and θ_dec frozen", flush=True)
-    fit_stage(model, ("nui",), finetune_nui, features, groups, seed, options.verbose, log)
+    fit_stage(
+        model,
+        ("nui",),
+        finetune_nui,
+        features,
+        groups,
+        seed,
+        options.verbose,
+        log,
+        description=f"{variant} θ_nui",
+    )
     print(f"{heading}: θ_emb and θ_dec trained, new θ_nui frozen", flush=True)
-    fit_stage(model, ("emb", "dec"), finetune, features, groups, seed + 1, options.verbose, log)
+    fit_stage(
+        model,
+        ("emb", "dec"),
+        finetune,
+        features,
+        groups,
+        seed + 1,
+        options.verbose,
+        log,
+        description=f"{variant} θ_emb θ_dec",
+    )
     return model
 
 
