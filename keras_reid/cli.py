@@ -165,6 +165,20 @@ def cmd_evaluate(args):
         print(f"wrote {args.out}/results.csv, results.md, cmc.png, ranked_lists.png")
 
 
+def cmd_export(args):
+    import json
+
+    from keras_reid.export import export_saved_model
+
+    out = export_saved_model(
+        args.model, args.out, tta=args.tta, overwrite=args.overwrite, groups_file=args.groups
+    )
+    print(f"wrote {out}")
+    with open(os.path.join(out, "assets.extra", "export.json"), encoding="utf-8") as stream:
+        for line in json.load(stream)["signatures"]:
+            print(f"  {line}")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-reid",
@@ -244,6 +258,27 @@ def build_parser():
     p.add_argument("--out", help="write results.csv, results.md, cmc.png, ranked_lists.png here")
     p.add_argument("--best-first", action="store_true", help="ranked lists: best queries first")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "export",
+        help="write a SavedModel for TF Serving into NAME/VERSION",
+        description="Export MODEL (a .keras file with an 'embedding' output: an embedding "
+        "model or EmbAE's inference.keras) as a SavedModel with the signatures "
+        "serving_default (uint8 images at the model's size) and embed_encoded (JPEG/PNG "
+        "bytes of any size). The version folder is written atomically.",
+    )
+    p.add_argument("model", help="a .keras model file")
+    p.add_argument(
+        "--out", required=True, metavar="DIR/NAME/VERSION", help="e.g. saved_models/emb/1"
+    )
+    p.add_argument("--tta", choices=["flip"], help="average with the mirrored image in the graph")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    p.add_argument(
+        "--groups",
+        metavar="FILE",
+        help="groups.json of a multi-group EmbAE model (default: the one beside MODEL)",
+    )
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="run the main pipeline on SynthReID, no download needed")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
