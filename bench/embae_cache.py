@@ -11,13 +11,15 @@ SynthReID synth-a train split (same autoencoder, same batch size 128, Adam,
   decoded once and kept in memory (``unlabeled_batches(cache=True)``, flip
   augmentation), which is the most favourable case for recomputing.
 
-Two settings: the SynthReID one (64x32, MobileNet alpha 0.25) and the
-paper's (256x128, alpha 1.0; fewer images, since only the per-epoch ratio
-matters). The one-off cost of building the cache is printed too. Figures
-depend on the machine and its load; nothing is asserted.
+Settings (``--settings``, default all): ``synthreid-convnet`` (64x32,
+small_convnet: the SynthReID configs' trunk), ``synthreid`` (64x32, MobileNet
+alpha 0.25) and ``paper`` (256x128, MobileNet alpha 1.0; fewer images, since
+only the per-epoch ratio matters). The first epoch of each (tracing, pipeline
+start-up) is left out of the mean; the one-off cost of building the cache is
+printed too. Figures depend on the machine and its load; nothing is asserted.
 
 Usage:
-    python bench/embae_cache.py [--ids 300] [--paper-ids 40] [--epochs 3] [--skip-paper]
+    python bench/embae_cache.py [--settings synthreid-convnet,paper] [--ids N] [--epochs 3]
 """
 
 import argparse
