@@ -25,7 +25,7 @@ setup(
     extras_require={
         "cpu": ["tensorflow-cpu>=2.16"],
         "gpu": ["tensorflow[and-cuda]>=2.16"],
-        "test": ["pytest", "ruff"],
+        "test": ["pytest", "ruff", "nbclient", "nbformat", "ipykernel"],
     },
     entry_points={"console_scripts": ["keras-reid=keras_reid.cli:main"]},
     classifiers=[

@@ -20,7 +20,9 @@ averages every output over the image and its mirror inside the graph.
 The graph is plain TensorFlow: loading it needs neither Keras nor keras_reid.
 """
 
+import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -139,6 +141,18 @@ def _check_replaceable(out, overwrite):
         )
 
 
+@contextlib.contextmanager
+def _quiet_info(name):
+    """Raise the logger ``name`` to WARNING inside the block."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _install(temporary, out):
     """Rename the finished ``temporary`` folder onto ``out``, replacing an old version."""
     old = None
@@ -215,7 +229,8 @@ def export_saved_model(model, out, tta=None, overwrite=False, groups_file=None):
     os.makedirs(parent, exist_ok=True)
     temporary = as_created(tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.tmp-", dir=parent))
     try:
-        archive.write_out(temporary, verbose=False)
+        with _quiet_info("tensorflow"):  # "Assets written to <temporary name>" says nothing
+            archive.write_out(temporary, verbose=False)
         extra = os.path.join(temporary, "assets.extra")
         os.makedirs(extra)
         if groups is not None:

@@ -1,0 +1,28 @@
+"""examples/quickstart.ipynb runs top to bottom in a fresh headless kernel."""
+
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "quickstart.ipynb"
+
+
+def test_quickstart_notebook_runs_and_shows_its_figures(tmp_path):
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    client = NotebookClient(
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute()  # a failing cell raises CellExecutionError with its traceback
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    figures = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(figures) == 2  # the ranked list and the CMC curve, inline
+    stdout = "".join(o.text for o in outputs if o.output_type == "stream" and o.name == "stdout")
+    assert "rank1" in stdout and "mAP_nd" in stdout
+    assert "the served embeddings equal the extractor's" in stdout
+    work = tmp_path / "quickstart_out"
+    assert (work / "run" / "model.keras").is_file()
+    assert (work / "saved_models" / "quickstart" / "1" / "saved_model.pb").is_file()
