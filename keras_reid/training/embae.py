@@ -433,7 +433,8 @@ def plot_results(results, out_path, title="EmbAE"):
     for index, name in enumerate(SCORES):
         axes.bar(positions + (index - 1.5) * width, results[name], width, label=name)
     axes.set_xticks(positions, results["model"])
-    axes.set_ylim(0, 1)
+    # Room above the highest bar for the legend; scores are fractions.
+    axes.set_ylim(0, min(1.0, np.ceil(float(results[list(SCORES)].max().max()) * 13) / 10))
     axes.set_ylabel("score")
     axes.set_title(title)
     axes.legend(ncols=len(SCORES), fontsize="small", loc="upper left")
