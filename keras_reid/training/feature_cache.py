@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import weakref
 import zipfile
 from dataclasses import dataclass
 
@@ -143,6 +144,28 @@ def _mismatch(meta, expected):
     return None
 
 
+# One traced function per stage-1 model, shared by the caches of all its
+# splits: a function per call would be traced again for every split.
+_BOTH_VIEWS = weakref.WeakKeyDictionary()
+
+
+def _both_views(stage1_model, image_size):
+    """A tf.function: images [B, H, W, 3] -> trunk features of each and its flip [B, 2, F]."""
+    if stage1_model not in _BOTH_VIEWS:
+        trunk = trunk_model(stage1_model)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, *image_size, 3], tf.float32)])
+        def both_views(images):
+            views = tta_views(images, "flip")  # [2, B, H, W, 3]
+            flat = tf.reshape(views, [-1, *image_size, 3])
+            features = tf.cast(trunk(flat, training=False), tf.float32)
+            features = tf.reshape(features, [2, tf.shape(images)[0], -1])
+            return tf.transpose(features, [1, 0, 2])
+
+        _BOTH_VIEWS[stage1_model] = both_views
+    return _BOTH_VIEWS[stage1_model]
+
+
 def extract_trunk_features(stage1_model, paths, batch_size=128, progress=True):
     """Pooled trunk features of each image and of its horizontal flip: float32 [N, 2, F].
 
@@ -158,17 +181,8 @@ def extract_trunk_features(stage1_model, paths, batch_size=128, progress=True):
     paths = list(paths["path"]) if hasattr(paths, "columns") else list(paths)
     if not paths:
         raise ReIDError("extract_trunk_features: no images given.")
-    trunk = trunk_model(stage1_model)
     image_size = model_image_size(stage1_model)
-
-    @tf.function(reduce_retracing=True)
-    def both_views(images):
-        views = tta_views(images, "flip")  # [2, B, H, W, 3]
-        flat = tf.reshape(views, [-1, *image_size, 3])
-        features = tf.cast(trunk(flat, training=False), tf.float32)
-        features = tf.reshape(features, [2, tf.shape(images)[0], -1])
-        return tf.transpose(features, [1, 0, 2])
-
+    both_views = _both_views(stage1_model, image_size)
     batches = inference_batches(pd.DataFrame({"path": paths}), image_size, batch_size)
     chunks = []
     with tqdm(total=len(paths), unit="img", desc="trunk features", disable=not progress) as bar:
