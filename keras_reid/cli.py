@@ -129,10 +129,13 @@ def cmd_train(args):
 
     recipe = RECIPES.get(args.recipe)
     overrides = list(args.overrides)
+    # EmbAE's autoencoder stages are a few dense layers on cached features:
+    # only its stage 1 (the embedding) is worth distributing or mixing precision.
+    train = "embedding.train" if args.recipe == "embae" else "train"
     if args.distribute:
-        overrides.append(f"train.distribute={args.distribute}")
+        overrides.append(f"{train}.distribute={args.distribute}")
     if args.mixed_precision:
-        overrides.append("train.mixed_precision=true")
+        overrides.append(f"{train}.mixed_precision=true")
     config = load_config(args.config, overrides)
     recipe(config, args.out, resume=args.resume)
     print(f"wrote {args.out}")

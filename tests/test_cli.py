@@ -135,3 +135,22 @@ def test_train_flags_and_overrides_reach_the_recorded_config(tiny_synth, tmp_pat
     assert recorded["schedule"]["base_lr"] == 3e-4
     assert recorded["model"]["embedding_dim"] == 8
     assert (out / "model.keras").is_file()
+
+
+def test_train_flags_reach_embae_stage1(tmp_path, monkeypatch):
+    from keras_reid.training import RECIPES
+
+    received = {}
+    monkeypatch.setitem(
+        RECIPES._items, "embae", lambda config, out, resume: received.update(config)
+    )
+    config = tmp_path / "embae.yaml"
+    config.write_text("embedding: {train: {epochs: 1}}\n")
+    argv = ["train", "embae", "--config", str(config), "--out", str(tmp_path / "run")]
+    assert main([*argv, "--mixed-precision", "--distribute", "mirrored"]) == 0
+    assert received["embedding"]["train"] == {
+        "epochs": 1,
+        "mixed_precision": True,
+        "distribute": "mirrored",
+    }
+    assert "train" not in received
