@@ -18,18 +18,6 @@ def script(name):
     return module
 
 
-def test_camera_probe_finds_a_camera_code_and_not_noise():
-    rng = np.random.default_rng(0)
-    cameras = np.repeat(np.arange(4), 100)
-    train = rng.permutation(400) < 200
-    noise = rng.normal(size=(400, 8)).astype("float32")
-    coded = noise.copy()
-    coded[:, 0] += 6.0 * cameras  # the camera, readable from one feature (Bayes error 0.2%)
-    probe = script("camera_probe").probe_accuracy
-    assert probe(coded, cameras, train) > 0.95
-    assert probe(noise, cameras, train) < 0.45  # chance is 0.25
-
-
 def test_embae_tables_writes_markdown_and_means(tmp_path, capsys):
     for seed, rank1 in (("s0", 0.1), ("s1", 0.3)):
         run = tmp_path / seed

@@ -12,11 +12,14 @@ Features in, numbers out; nothing here needs the model.
 * :func:`evaluate` - all of the above from features and tables to one
   results-table row; :func:`format_results` prints it in percent.
 * :func:`plot_cmc`, :func:`plot_ranked_lists` - figures.
+* :func:`probe_accuracy` - a linear probe: how much of a label (e.g. the
+  camera) a feature set holds.
 """
 
 from keras_reid.metrics.distance import l2_normalize, pairwise_distance
 from keras_reid.metrics.evaluate import evaluate, format_results
 from keras_reid.metrics.plots import plot_cmc, plot_ranked_lists
+from keras_reid.metrics.probe import probe_accuracy
 from keras_reid.metrics.ranking import (
     RankResult,
     cuhk03_single_shot,
@@ -36,6 +39,7 @@ __all__ = [
     "plot_cmc",
     "plot_ranked_lists",
     "pool_tracklets",
+    "probe_accuracy",
     "rank_metrics",
     "rank_metrics_for_rules",
     "re_rank",

@@ -19,6 +19,7 @@ from keras_reid.models.embae import build_embae_model, with_nuisance_groups
 from keras_reid.training.embae import (
     VARIANTS,
     _runnable_variants,
+    camera_probe,
     feature_batches,
     fit_stage,
     group_indices,
@@ -327,3 +328,17 @@ def test_results_markdown_shows_the_change_over_the_baseline():
         lines[3]
         == "| cam_nui | 0.612 (+0.034) | 0.590 (-0.010) | 0.300 (+0.000) | 0.350 (+0.040) |"
     )
+
+
+def test_camera_probe_of_a_finished_run(run, tmp_path):
+    _, out, _ = run
+    results = camera_probe(str(out), steps=20)
+    assert list(results) == [
+        "chance",
+        "trunk features",
+        "baseline z_id",
+        *(f"{variant} z_id" for variant in VARIANTS),
+    ]
+    assert all(0.0 <= value <= 1.0 for value in results.values())
+    with pytest.raises(ReIDError, match="no config.yaml; give an EmbAE run folder"):
+        camera_probe(str(tmp_path))
