@@ -17,9 +17,16 @@ TTA_MODES = (None, "flip", "center-crop", "five-crop", "five-crop-flip")
 COMBINE_MODES = ("mean", "norm_mean")
 
 
+def _takes_group(model):
+    """True for a model with a dict input holding "group" (EmbAE's inference model)."""
+    return isinstance(model.input, dict) and "group" in model.input
+
+
 def model_image_size(model):
-    """(height, width) of a model's image input."""
-    shape = model.inputs[0].shape
+    """(height, width) of a model's image input (its only input, or the dict input "images")."""
+    structure = model.input
+    images = structure.get("images", model.inputs[0]) if isinstance(structure, dict) else None
+    shape = (images if images is not None else model.inputs[0]).shape
     if len(shape) != 4 or shape[1] is None or shape[2] is None:
         raise ReIDError(f"model input must be [batch, H, W, 3] images; got shape {tuple(shape)}.")
     return int(shape[1]), int(shape[2])
@@ -75,7 +82,9 @@ def extract_features(
     """Features of every row of ``table`` (in order) as a numpy array [N, D].
 
     Args:
-        model: a Keras model taking raw RGB images with a dict output named ``output``.
+        model: a Keras model taking raw RGB images with a dict output named
+            ``output``; or EmbAE's inference model (inputs "images" and
+            "group"), whose "embedding" (z_id) does not depend on the group.
         table: a dataset table (a ``path`` column) or a list of image paths.
         batch_size: images per forward pass (default 128).
         tta: None, "flip", "center-crop", "five-crop" or "five-crop-flip".
@@ -98,6 +107,13 @@ def extract_features(
             f"the model has no output {output!r} (outputs: {', '.join(outputs) or 'none'}); "
             "expected a keras_reid model with a named embedding output."
         )
+    takes_group = _takes_group(model)
+    if takes_group and output != "embedding":
+        # z_id ignores the θ_nui group; z_nui depends on it.
+        raise ReIDError(
+            f"output {output!r} of model {model.name!r} depends on each image's θ_nui group; "
+            "use keras_reid.FeatureExtractor(...).embed(images, output=..., group=...)."
+        )
     height, width = model_image_size(model)
     load_size = (height, width)
     if tta not in (None, "flip"):
@@ -109,7 +125,10 @@ def extract_features(
         views = tta_views(images, tta, (height, width), crop_pad)
         count = tf.shape(views)[0]
         flat = tf.reshape(views, [-1, height, width, 3])
-        features = tf.cast(model(flat, training=False)[output], tf.float32)
+        inputs = flat
+        if takes_group:  # EmbAE's inference model: z_id does not read the group
+            inputs = {"images": flat, "group": tf.zeros(tf.shape(flat)[:1], tf.int32)}
+        features = tf.cast(model(inputs, training=False)[output], tf.float32)
         if combine == "norm_mean":
             features = tf.math.l2_normalize(features, axis=-1)
         features = tf.reshape(features, [count, -1, features.shape[-1]])

@@ -16,6 +16,7 @@ from keras_reid.errors import ReIDError
 from keras_reid.inference import extract_features
 from keras_reid.metrics import evaluate
 from keras_reid.models.embae import build_embae_model, with_nuisance_groups
+from keras_reid.reporting import evaluate_model
 from keras_reid.training.embae import (
     VARIANTS,
     _runnable_variants,
@@ -261,6 +262,15 @@ def test_inference_export_gives_the_variants_embedding(run, tiny_synth):
     images = np.random.default_rng(0).uniform(0, 255, (3, 64, 32, 3)).astype("float32")
     got = inference.predict({"images": images, "group": np.array([0, 1, last])}, verbose=0)
     assert got["embedding"].shape == (3, 16) and got["nuisance"].shape == (3, 8)
+    # Evaluated on images, the exported model scores what the run scored on
+    # cached features (z_id reads no group, so evaluate needs none).
+    target = read_market_layout(tiny_synth["synth-b"], "synth-b")
+    row = evaluate_model(inference, target, tta="flip", progress=False).iloc[0]
+    scored = pd.read_csv(out / "results.csv").set_index("model").loc["cam_nui"]
+    for name in ("rank1", "rank1_nd", "mAP", "mAP_nd"):
+        assert row[name] == pytest.approx(scored[name], abs=1e-6)
+    with pytest.raises(ReIDError, match="'nuisance'.*depends on each image's θ_nui group"):
+        extract_features(inference, target.query, output="nuisance", progress=False)
 
 
 def test_resume_reuses_finished_stages(run):
