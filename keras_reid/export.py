@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from keras_reid.errors import ReIDError
 from keras_reid.extractor import check_served_tta, inspect_model, load_model, serve_outputs
-from keras_reid.fileio import as_created
+from keras_reid.fileio import as_created, install_folder
 
 SIGNATURES = ("serving_default", "embed_encoded")
 
@@ -153,27 +153,6 @@ def _quiet_info(name):
         logger.setLevel(level)
 
 
-def _install(temporary, out):
-    """Rename the finished ``temporary`` folder onto ``out``, replacing an old version."""
-    old = None
-    if os.path.isdir(out):
-        if os.listdir(out):
-            parent, version = os.path.split(out)
-            old = tempfile.mkdtemp(prefix=f".{version}.old-", dir=parent)
-            os.rmdir(old)
-            os.rename(out, old)
-        else:
-            os.rmdir(out)
-    try:
-        os.rename(temporary, out)
-    except OSError:
-        if old is not None and not os.path.exists(out):
-            os.rename(old, out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def export_saved_model(model, out, tta=None, overwrite=False, groups_file=None):
     """Write ``model`` as a TF Serving SavedModel into the version folder ``out``.
 
@@ -239,7 +218,7 @@ def export_saved_model(model, out, tta=None, overwrite=False, groups_file=None):
         with open(os.path.join(extra, "export.json"), "w", encoding="utf-8") as stream:
             json.dump(export_record(model, spec, tta, source), stream, indent=1)
         _check_replaceable(out, overwrite)  # another export may have landed meanwhile
-        _install(temporary, out)
+        install_folder(temporary, out)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise

@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import shutil
 import tempfile
 
 
@@ -44,3 +45,43 @@ def atomic_output(path, suffix=""):
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+def install_folder(temporary, out, keep_existing=None):
+    """Rename the finished folder ``temporary`` onto ``out``, replacing an old ``out``.
+
+    The old folder is first moved aside and deleted only once the new one is
+    in place, so a failure leaves the old one where it was. Readers see the
+    old folder or the new one, never a mix.
+
+    Args:
+        temporary: the complete new folder (beside ``out``, same file system).
+        out: the destination.
+        keep_existing: optional callable; when the rename fails because
+            another process has meanwhile put a folder at ``out`` and
+            ``keep_existing()`` is true, that folder is kept and ``temporary``
+            deleted instead of raising.
+
+    Example:
+        >>> install_folder(tempfile.mkdtemp(dir="saved_models/emb"), "saved_models/emb/1")
+    """
+    old = None
+    if os.path.isdir(out):
+        if os.listdir(out):
+            parent, name = os.path.split(os.path.abspath(out))
+            old = tempfile.mkdtemp(prefix=f".{name}.old-", dir=parent)
+            os.rmdir(old)
+            os.rename(out, old)
+        else:
+            os.rmdir(out)
+    try:
+        os.rename(temporary, out)
+    except OSError:
+        if keep_existing is not None and os.path.isdir(out) and keep_existing():
+            shutil.rmtree(temporary, ignore_errors=True)
+        else:
+            if old is not None and not os.path.exists(out):
+                os.rename(old, out)
+            raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

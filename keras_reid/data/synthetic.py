@@ -54,7 +54,7 @@ import numpy as np
 from keras_reid.data.dataset import register_dataset
 from keras_reid.data.market1501 import read_market_layout
 from keras_reid.errors import ReIDError
-from keras_reid.fileio import as_created
+from keras_reid.fileio import as_created, install_folder
 
 logger = logging.getLogger("keras_reid.data")
 
@@ -1470,37 +1470,14 @@ def generate(preset, out, seed=0, ids=None, size=(128, 64), overwrite=False, wor
         _render_all(spec, seed, size, temp, tasks, workers)
         with open(os.path.join(temp, META_FILE), "w", encoding="utf-8") as file:
             json.dump(meta, file, indent=2)
-        _install(temp, out, meta)
+        # Another process may finish the same generation first: its files
+        # are byte-identical to ours, so keep them.
+        install_folder(temp, out, keep_existing=lambda: _same_params(read_meta(out), meta))
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
     logger.info("SynthReID: wrote %d %s images to %s", len(tasks), spec.name, out)
     return out
-
-
-def _install(temp, out, meta):
-    """Move the finished ``temp`` folder to ``out``, replacing an old generation."""
-    old = None
-    if os.path.isdir(out):
-        if os.listdir(out):
-            old = tempfile.mkdtemp(prefix=os.path.basename(out) + ".old-", dir=os.path.dirname(out))
-            os.rmdir(old)
-            os.rename(out, old)
-        else:
-            os.rmdir(out)
-    try:
-        os.rename(temp, out)
-    except OSError:
-        # Another process finished the same generation first: its files are
-        # byte-identical to ours, so keep them.
-        if _same_params(read_meta(out), meta):
-            shutil.rmtree(temp, ignore_errors=True)
-        else:
-            if old is not None and not os.path.exists(out):
-                os.rename(old, out)
-            raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------
