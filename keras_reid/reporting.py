@@ -153,6 +153,7 @@ def write_report(
 
 
 SCORE_COLUMNS = ("rank1", "rank1_nd", "mAP", "mAP_nd")
+SCORE_TITLES = {"rank1": "Rank-1", "rank1_nd": "Rank-1-nd", "mAP": "mAP", "mAP_nd": "mAP-nd"}
 
 
 def _dataset_name(spec):
@@ -213,6 +214,37 @@ def collect_runs(runs):
     return pd.concat(frames, ignore_index=True)
 
 
+def score_table(mean, std=None, baseline="baseline"):
+    """A markdown table of scores per model, the change over ``baseline`` in brackets.
+
+    The form of the EmbAE paper's tables. Rows keep ``mean``'s order.
+
+    Args:
+        mean: a DataFrame indexed by model with the columns ``SCORE_COLUMNS``.
+        std: an optional DataFrame of the same shape: cells then read "mean ± std"
+            (a NaN std, from a single run, is left out).
+        baseline: the row the others are compared with (no brackets when absent).
+
+    Example:
+        >>> print(score_table(results.set_index("model")))
+    """
+    lines = [
+        "| model | " + " | ".join(SCORE_TITLES[name] for name in SCORE_COLUMNS) + " |",
+        "| --- | " + " | ".join("---:" for _ in SCORE_COLUMNS) + " |",
+    ]
+    for model in mean.index:
+        cells = []
+        for name in SCORE_COLUMNS:
+            cell = f"{mean.loc[model, name]:.3f}"
+            if std is not None and not np.isnan(std.loc[model, name]):
+                cell += f" ± {std.loc[model, name]:.3f}"
+            if model != baseline and baseline in mean.index:
+                cell += f" ({mean.loc[model, name] - mean.loc[baseline, name]:+.3f})"
+            cells.append(cell)
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def runs_table(frame, baseline="baseline"):
     """Markdown tables of :func:`collect_runs`'s rows: one per setting, mean (± std) over runs.
 
@@ -221,26 +253,10 @@ def runs_table(frame, baseline="baseline"):
     its mean change over the baseline's mean in brackets, as in the EmbAE
     paper's tables.
     """
-    lines = []
+    parts = []
     for setting, rows in frame.groupby("setting", sort=False):
         count = rows["run"].nunique()
         grouped = rows.groupby("model", sort=False)[list(SCORE_COLUMNS)]
-        mean, std = grouped.mean(), grouped.std(ddof=1)
-        lines += [
-            f"### {setting} ({count} run{'s' if count > 1 else ''})",
-            "",
-            "| model | " + " | ".join(SCORE_COLUMNS) + " |",
-            "| --- | " + " | ".join("---:" for _ in SCORE_COLUMNS) + " |",
-        ]
-        for model in mean.index:
-            cells = []
-            for name in SCORE_COLUMNS:
-                cell = f"{mean.loc[model, name]:.3f}"
-                if grouped.size()[model] > 1:
-                    cell += f" ± {std.loc[model, name]:.3f}"
-                if model != baseline and baseline in mean.index:
-                    cell += f" ({mean.loc[model, name] - mean.loc[baseline, name]:+.3f})"
-                cells.append(cell)
-            lines.append(f"| {model} | " + " | ".join(cells) + " |")
-        lines.append("")
-    return "\n".join(lines)
+        heading = f"### {setting} ({count} run{'s' if count > 1 else ''})\n\n"
+        parts.append(heading + score_table(grouped.mean(), grouped.std(ddof=1), baseline))
+    return "\n".join(parts)

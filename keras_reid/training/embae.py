@@ -90,6 +90,7 @@ from keras_reid.models.embae import (
     stage1_dimensions,
     with_nuisance_groups,
 )
+from keras_reid.reporting import SCORE_COLUMNS, score_table
 from keras_reid.training.embedding import TrainingData, _load, train_embedding
 from keras_reid.training.feature_cache import cached_trunk_features
 from keras_reid.training.runner import save_model
@@ -117,7 +118,7 @@ VARIANT_NUI = {
     "cam_nui": "camera",
 }
 NUI_MODES = ("common", "dataset", "camera")
-SCORES = ("rank1", "rank1_nd", "mAP", "mAP_nd")
+SCORES = SCORE_COLUMNS
 
 
 @dataclass
@@ -405,22 +406,7 @@ def _write_text(path, text):
 
 def results_markdown(results):
     """A markdown table of the scores, with the change over the baseline row in brackets."""
-    baseline = (
-        results.set_index("model").loc["baseline"] if "baseline" in set(results.model) else None
-    )
-    lines = [
-        "| model | " + " | ".join(SCORES) + " |",
-        "| --- | " + " | ".join("---:" for _ in SCORES) + " |",
-    ]
-    for _, row in results.iterrows():
-        cells = []
-        for name in SCORES:
-            cell = f"{row[name]:.3f}"
-            if baseline is not None and row["model"] != "baseline":
-                cell += f" ({row[name] - baseline[name]:+.3f})"
-            cells.append(cell)
-        lines.append(f"| {row['model']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return score_table(results.set_index("model"))
 
 
 def plot_results(results, out_path, title="EmbAE"):
