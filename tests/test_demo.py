@@ -54,14 +54,14 @@ def test_demo_config_is_the_synthreid_train_script_config():
     assert demo.demo_config(verbose=2) == recorded
 
 
-def test_quick_demo_shortens_every_stage():
+def test_quick_demo_shortens_stage1_only():
     full, quick = demo.demo_config(), demo.demo_config(quick=True)
     assert quick["embedding"]["train"]["epochs"] < full["embedding"]["train"]["epochs"]
     assert (
         quick["embedding"]["schedule"]["decay_end_epoch"] == quick["embedding"]["train"]["epochs"]
     )
     for stage in ("pretrain", "finetune_nui", "finetune"):
-        assert 0 < quick[stage]["epochs"] < full[stage]["epochs"]
+        assert quick[stage] == full[stage]
 
 
 @pytest.mark.parametrize("quick", [False, True])
