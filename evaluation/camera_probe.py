@@ -22,7 +22,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keras_reid imports TensorFlow
 
 from keras_reid.errors import ReIDError
-from keras_reid.fileio import atomic_output
+from keras_reid.fileio import write_text
 from keras_reid.training.embae import camera_probe
 
 
@@ -41,8 +41,7 @@ def main(argv=None):
     for name, accuracy in results.items():
         print(f"{name:>20}: {accuracy:.3f}")
     out = os.path.join(args.run, f"camera_probe_{args.split}.json")
-    with atomic_output(out) as temporary, open(temporary, "w", encoding="utf-8") as stream:
-        json.dump(results, stream, indent=1)
+    write_text(out, json.dumps(results, indent=1) + "\n")
     print(f"-> {out}")
     return 0
 

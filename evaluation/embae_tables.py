@@ -18,7 +18,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keras_reid imports TensorFlow
 
 from keras_reid.errors import ReIDError
-from keras_reid.fileio import atomic_output
+from keras_reid.fileio import atomic_output, write_text
 from keras_reid.reporting import SCORE_COLUMNS, collect_runs, runs_table
 
 
@@ -33,9 +33,7 @@ def main(argv=None):
         text = runs_table(frame)
         print(text)
         if args.out:
-            with atomic_output(args.out) as temporary:
-                with open(temporary, "w", encoding="utf-8") as stream:
-                    stream.write(text)
+            write_text(args.out, text)
         if args.csv:
             grouped = frame.groupby(["setting", "model"], sort=False)[list(SCORE_COLUMNS)]
             summary = grouped.agg(["mean", "std"])

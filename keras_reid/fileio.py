@@ -47,6 +47,12 @@ def atomic_output(path, suffix=""):
         raise
 
 
+def write_text(path, text):
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_output`)."""
+    with atomic_output(path) as temporary, open(temporary, "w", encoding="utf-8") as stream:
+        stream.write(text)
+
+
 def install_folder(temporary, out, keep_existing=None):
     """Rename the finished folder ``temporary`` onto ``out``, replacing an old ``out``.
 

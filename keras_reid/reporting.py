@@ -10,8 +10,9 @@ import os
 import keras
 import numpy as np
 
+from keras_reid.data.dataset import parse_spec
 from keras_reid.errors import ReIDError
-from keras_reid.fileio import atomic_output
+from keras_reid.fileio import write_text
 from keras_reid.inference import extract_features
 from keras_reid.metrics import (
     evaluate,
@@ -44,11 +45,6 @@ def load_keras_model(path, output="embedding"):
             "expected a keras_reid model with a named embedding output."
         )
     return model
-
-
-def _write_text(path, text):
-    with atomic_output(path) as temporary, open(temporary, "w", encoding="utf-8") as stream:
-        stream.write(text)
 
 
 def evaluate_model(
@@ -122,8 +118,8 @@ def write_report(
 ):
     """results.csv, results.md, cmc.png and ranked_lists.png for one evaluation."""
     os.makedirs(out, exist_ok=True)
-    _write_text(os.path.join(out, "results.csv"), row.to_csv(index=False))
-    _write_text(os.path.join(out, "results.md"), format_results(row, markdown=True) + "\n")
+    write_text(os.path.join(out, "results.csv"), row.to_csv(index=False))
+    write_text(os.path.join(out, "results.md"), format_results(row, markdown=True) + "\n")
     dist = pairwise_distance(query, gallery, metric=metric, normalize=normalize)
     curves = {}
     for name, nd in (("market rule", False), ("-nd (other cameras only)", True)):
@@ -158,9 +154,7 @@ SCORE_TITLES = {"rank1": "Rank-1", "rank1_nd": "Rank-1-nd", "mAP": "mAP", "mAP_n
 
 def _dataset_name(spec):
     """The dataset name of a config's data spec (``"name[:root]"`` or ``{name, ...}``)."""
-    if isinstance(spec, dict):
-        return str(spec.get("name"))
-    return str(spec).partition(":")[0]
+    return str(spec.get("name")) if isinstance(spec, dict) else parse_spec(spec)[0]
 
 
 def collect_runs(runs):

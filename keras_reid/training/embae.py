@@ -80,6 +80,7 @@ from tqdm.auto import tqdm
 
 from keras_reid.config import call_section, check_sections, prepare_run_dir
 from keras_reid.errors import ReIDError
+from keras_reid.fileio import write_text
 from keras_reid.metrics import evaluate, probe_accuracy
 from keras_reid.models import build_embedding_model
 from keras_reid.models.embae import (
@@ -397,13 +398,6 @@ def score(model, query, gallery, query_table, gallery_table):
     return {name: float(row[name].iloc[0]) for name in SCORES}
 
 
-def _write_text(path, text):
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    os.replace(temporary, path)
-
-
 def results_markdown(results):
     """A markdown table of the scores, with the change over the baseline row in brackets."""
     return score_table(results.set_index("model"))
@@ -431,8 +425,8 @@ def plot_results(results, out_path, title="EmbAE"):
 
 def write_results(results, out, title="EmbAE"):
     """results.csv, results.md and results.png in ``out``, each written atomically."""
-    _write_text(os.path.join(out, "results.csv"), results.to_csv(index=False))
-    _write_text(os.path.join(out, "results.md"), results_markdown(results))
+    write_text(os.path.join(out, "results.csv"), results.to_csv(index=False))
+    write_text(os.path.join(out, "results.md"), results_markdown(results))
     plot_results(results, os.path.join(out, "results.png"), title)
 
 
@@ -661,7 +655,7 @@ def _save_stage(folder, model, nui, keys, stage1=None):
     """model.keras and groups.json (and, given ``stage1``, inference.keras) in ``folder``."""
     os.makedirs(folder, exist_ok=True)
     groups = json.dumps({"nui": nui, "groups": keys}, indent=1) + "\n"
-    _write_text(os.path.join(folder, "groups.json"), groups)
+    write_text(os.path.join(folder, "groups.json"), groups)
     save_model(model, os.path.join(folder, "model.keras"))
     if stage1 is not None:
         inference = build_embae_inference_model(stage1, model)
