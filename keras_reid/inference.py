@@ -7,6 +7,7 @@ slightly larger resize (the centre crop, or five crops: four corners + centre).
 
 import math
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -20,6 +21,24 @@ COMBINE_MODES = ("mean", "norm_mean")
 def _takes_group(model):
     """True for a model with a dict input holding "group" (EmbAE's inference model)."""
     return isinstance(model.input, dict) and "group" in model.input
+
+
+def non_finite_weights(model):
+    """Names of the model's weights (trainable or not) holding a NaN or an infinity.
+
+    A diverged run can leave NaN weights while its logged loss looks finite
+    (BatchNorm statistics, for one, never enter the training loss). Training,
+    evaluation and export check this before they trust a model.
+
+    Example:
+        >>> if non_finite_weights(model):
+        ...     raise ReIDError("the model diverged")
+    """
+    return [
+        weight.path
+        for weight in model.weights
+        if not np.isfinite(keras.ops.convert_to_numpy(weight.value)).all()
+    ]
 
 
 def model_image_size(model):
