@@ -40,11 +40,19 @@ def _filter_stderr():
         if pending and not NOISE.match(pending):
             os.write(real, pending)
 
-    threading.Thread(target=pump, daemon=True).start()
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
 
     def restore():
         sys.stderr.flush()
         os.dup2(real, 2)  # closes the pipe's last write end: the pump drains and stops
+        # Wait for the pump to copy what is left (the error line above all): a
+        # daemon thread is killed at exit with its data still in the pipe. A
+        # child process that inherited the write end keeps the pipe open, so
+        # the wait is bounded.
+        thread.join(timeout=10)
+        if not thread.is_alive():
+            os.close(read_end)
 
     return restore
 

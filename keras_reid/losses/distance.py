@@ -21,7 +21,9 @@ def safe_sqrt(x, epsilon=SQUARED_DISTANCE_EPSILON):
     ``0 * inf = nan`` into the branch it discards; so the discarded entries are
     replaced by 1 before the square root is taken.
     """
-    keep = ops.greater(x, epsilon)
+    # "not <=" rather than ">": a NaN entry is kept, so that NaN reaches the
+    # loss (and the NaN stop) instead of becoming a distance of 0.
+    keep = ops.logical_not(ops.less_equal(x, epsilon))
     root = ops.sqrt(ops.where(keep, x, ops.ones_like(x)))
     return ops.where(keep, root, ops.zeros_like(x))
 
@@ -32,7 +34,7 @@ def pairwise_distances(embeddings, squared=False):
     Computed from the Gram matrix, ``|a|^2 - 2 a.b + |b|^2``, which needs B x B
     memory instead of the B x B x D of explicit differences. Round-off can make
     that expression slightly negative, so it is clipped at 0, and the diagonal is
-    set to exactly 0. The square root is :func:`safe_sqrt`, so identical
+    set to exactly 0; a NaN or infinite embedding gives NaN distances (never 0). The square root is :func:`safe_sqrt`, so identical
     embeddings give a distance of 0 and finite gradients.
 
     Args:
@@ -46,7 +48,11 @@ def pairwise_distances(embeddings, squared=False):
     squared_norms = ops.sum(ops.square(embeddings), axis=1)
     gram = ops.matmul(embeddings, ops.transpose(embeddings))
     squared_distances = squared_norms[:, None] - 2.0 * gram + squared_norms[None, :]
-    squared_distances = ops.maximum(squared_distances, 0.0)
+    # Clip round-off below 0 but let NaN through: a diverged embedding must
+    # give a NaN loss, not distances of 0 and a plausible-looking loss.
+    squared_distances = ops.where(
+        ops.less(squared_distances, 0.0), ops.zeros_like(squared_distances), squared_distances
+    )
     squared_distances = ops.where(
         self_pair_mask(squared_norms), ops.zeros_like(squared_distances), squared_distances
     )

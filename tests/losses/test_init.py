@@ -99,3 +99,14 @@ def test_monitoring_metrics_appear_in_fit_logs_and_reload(tmp_path):
     assert names <= set(logs)
     assert 0.0 <= logs["active_triplet_fraction"] <= 1.0
     save_and_reload(model, tmp_path, x)
+
+
+@pytest.mark.parametrize("loss, pids", CASES, ids=IDS)
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_non_finite_embedding_gives_a_non_finite_loss(loss, pids, bad):
+    # A diverged model must show in the loss, where the NaN stop sees it: a
+    # distance of 0 for NaN embeddings once gave a plausible 0.6931 (ln 2).
+    for rows in (slice(3, 4), slice(None)):
+        embeddings = np.random.default_rng(4).normal(size=(8, 4)).astype("float32")
+        embeddings[rows] = bad
+        assert not np.isfinite(float(loss(pids, embeddings)))
