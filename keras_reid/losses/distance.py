@@ -34,8 +34,9 @@ def pairwise_distances(embeddings, squared=False):
     Computed from the Gram matrix, ``|a|^2 - 2 a.b + |b|^2``, which needs B x B
     memory instead of the B x B x D of explicit differences. Round-off can make
     that expression slightly negative, so it is clipped at 0, and the diagonal is
-    set to exactly 0; a NaN or infinite embedding gives NaN distances (never 0). The square root is :func:`safe_sqrt`, so identical
-    embeddings give a distance of 0 and finite gradients.
+    set to exactly 0; a NaN or infinite embedding gives NaN distances (never 0).
+    The square root is :func:`safe_sqrt`, so identical embeddings give a
+    distance of 0 and finite gradients.
 
     Args:
         embeddings: float tensor (B, D).
