@@ -6,6 +6,7 @@ status 2 (a traceback only with ``--debug``).
 """
 
 import argparse
+import errno
 import logging
 import os
 import re
@@ -55,6 +56,51 @@ def _filter_stderr():
             os.close(read_end)
 
     return restore
+
+
+def _tensorflow_errors():
+    """TensorFlow's errors about files and resources: the user's to fix, not a bug of ours."""
+    if "tensorflow" not in sys.modules:
+        return ()
+    from tensorflow import errors
+
+    return (
+        errors.NotFoundError,
+        errors.PermissionDeniedError,
+        errors.ResourceExhaustedError,
+        errors.DataLossError,
+        errors.AlreadyExistsError,
+    )
+
+
+_ADVICE = {
+    errno.ENOSPC: "free some space or write elsewhere (another --out), then run again "
+    "(training: with --resume)",
+    errno.EDQUOT: "free some space or write elsewhere, then run again",
+    errno.EROFS: "choose a writable folder",
+    errno.EACCES: "choose a folder you may write to, or fix the permissions",
+    errno.EPERM: "choose a folder you may write to, or fix the permissions",
+    errno.ENOENT: "check the path",
+    errno.EISDIR: "pass a file, not a folder",
+    errno.ENOTDIR: "check the path: a part of it is a file",
+    errno.ELOOP: "fix the symbolic link loop",
+    errno.EIO: "check the disk",
+}
+
+
+def describe_error(error):
+    """One line for an error: what happened, to which file, and what to do."""
+    if isinstance(error, OSError) and error.errno in _ADVICE:
+        where = f": {error.filename}" if error.filename else ""
+        text = f"{error.strerror}{where}; {_ADVICE[error.errno]}."
+    elif isinstance(error, MemoryError):
+        text = "out of memory; use smaller batches or images, or a machine with more memory."
+    elif type(error).__module__.startswith("tensorflow"):
+        text = f"{type(error).__name__}: {error.message}"
+    else:
+        text = str(error) or type(error).__name__
+    # One line, however long: never cut, never wrapped.
+    return " ".join(text.split())
 
 
 def _size(text):
@@ -328,10 +374,10 @@ def main(argv=None):
 
     try:
         args.func(args)
-    except (ReIDError, FileNotFoundError, FileExistsError) as error:
+    except (ReIDError, OSError, MemoryError) + _tensorflow_errors() as error:
         if args.debug:
             raise
-        print(f"keras-reid {args.command}: error: {error}", file=sys.stderr)
+        print(f"keras-reid {args.command}: error: {describe_error(error)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"keras-reid {args.command}: interrupted", file=sys.stderr)

@@ -25,6 +25,7 @@ import re
 import yaml
 
 from keras_reid.errors import ReIDError
+from keras_reid.fileio import remove_stale_temporaries, write_text
 
 
 class _Loader(yaml.SafeLoader):
@@ -152,33 +153,53 @@ def _comparable(config):
     return json.dumps(strip(config), sort_keys=True)
 
 
-def prepare_run_dir(path, config, resume=False):
-    """Create the run folder and record the resolved config in ``config.yaml``.
+def check_run_dir(path, config, resume=False):
+    """Refuse a run folder that may not be used, touching nothing.
 
-    Refuses a non-empty folder unless ``resume``, so that a run never
+    A non-empty folder is refused unless ``resume``, so that a run never
     overwrites another. On resume, the recorded config must equal ``config``
     (``verbose`` keys aside: progress output changes no result).
     """
     path = os.path.abspath(path)
     recorded = os.path.join(path, "config.yaml")
-    if os.path.isdir(path) and os.listdir(path):
-        if not resume:
-            raise ReIDError(
-                f"run folder {path} is not empty; pass --resume to continue that run "
-                "or choose another --out."
-            )
-        if os.path.isfile(recorded):
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ReIDError(f"run folder {path} exists and is not a folder; choose another --out.")
+    if not (os.path.isdir(path) and _has_content(path)):
+        return path
+    if not resume:
+        raise ReIDError(
+            f"run folder {path} is not empty; pass --resume to continue that run "
+            "or choose another --out."
+        )
+    if os.path.isfile(recorded):
+        try:
             with open(recorded, encoding="utf-8") as stream:
                 previous = _parse(stream)
-            if _comparable(previous) != _comparable(config):
-                raise ReIDError(
-                    f"--resume: the config differs from the one recorded in {recorded}; "
-                    "resume with the same config or start a new run folder."
-                )
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            raise ReIDError(
+                f"--resume: cannot read the recorded config {recorded} ({error}); "
+                "start a new run folder."
+            ) from None
+        if _comparable(previous) != _comparable(config):
+            raise ReIDError(
+                f"--resume: the config differs from the one recorded in {recorded}; "
+                "resume with the same config or start a new run folder."
+            )
+    return path
+
+
+def _has_content(path):
+    """True when ``path`` holds anything but hidden temporaries of killed writers."""
+    remove_stale_temporaries(path, recursive=False)
+    return bool(os.listdir(path))
+
+
+def prepare_run_dir(path, config, resume=False):
+    """Check the run folder (:func:`check_run_dir`), create it and record ``config.yaml``."""
+    path = check_run_dir(path, config, resume=resume)
+    recorded = os.path.join(path, "config.yaml")
+    if resume and os.path.isfile(recorded):
         return path
     os.makedirs(path, exist_ok=True)
-    temporary = recorded + ".tmp"
-    with open(temporary, "w", encoding="utf-8") as stream:
-        yaml.safe_dump(config, stream, sort_keys=False)
-    os.replace(temporary, recorded)
+    write_text(recorded, yaml.safe_dump(config, sort_keys=False))
     return path

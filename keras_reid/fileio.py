@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 
@@ -19,11 +20,74 @@ def as_created(path):
     return path
 
 
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-")
+
+
+def temporary_prefix(path):
+    """The hidden name prefix of a temporary file or folder that will become ``path``.
+
+    ``.NAME.tmp-PID-``: hidden, so that nobody mistakes it for a result, and
+    tagged with the writer's process id, so that :func:`remove_stale_temporaries`
+    can tell a killed writer's leftovers from a live writer's work.
+    """
+    return f".{os.path.basename(os.fspath(path))}.tmp-{os.getpid()}-"
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder, name=None, recursive=True):
+    """Delete the temporaries (see :func:`temporary_prefix`) that killed processes left.
+
+    Temporaries of processes still running are kept. ``name`` limits the
+    clean-up to the temporaries of that one file or folder name; ``recursive``
+    also cleans the sub-folders. Returns the removed paths.
+
+    Example:
+        >>> remove_stale_temporaries("runs/embedding_synth")
+    """
+    removed = []
+    if not os.path.isdir(folder):
+        return removed
+    for parent, folders, files in os.walk(folder):
+        for entry in [*files, *folders]:
+            match = _TEMPORARY.match(entry)
+            if not match or (name is not None and match["name"] != name):
+                continue
+            if int(match["pid"]) != os.getpid() and not _alive(int(match["pid"])):
+                path = os.path.join(parent, entry)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(path)
+                removed.append(path)
+        folders[:] = [f for f in folders if not _TEMPORARY.match(f)] if recursive else []
+    return removed
+
+
+def temporary_folder(out):
+    """A new hidden temporary folder beside ``out``, to install with :func:`install_folder`."""
+    parent = os.path.dirname(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    return as_created(tempfile.mkdtemp(prefix=temporary_prefix(out), dir=parent))
+
+
 @contextlib.contextmanager
 def atomic_output(path, suffix=""):
     """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds.
 
-    A reader never sees a half-written file, and a failure leaves nothing behind.
+    A reader never sees a half-written file, and a failure leaves nothing
+    behind; a kill leaves at most a hidden temporary, removed by the next run
+    (:func:`remove_stale_temporaries`). The file is flushed to disk before the
+    rename, so ``path`` holds the old or the new content even after a crash.
     ``suffix`` keeps an extension on the temporary name for writers that need it.
 
     Example:
@@ -33,18 +97,30 @@ def atomic_output(path, suffix=""):
     path = os.path.abspath(os.fspath(path))
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{os.path.basename(path)}.tmp-", suffix=suffix, dir=folder
-    )
+    handle, temporary = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=suffix, dir=folder)
     os.close(handle)
     as_created(temporary)
     try:
         yield temporary
+        _sync(temporary)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+def _sync(path):
+    """Flush ``path`` (a file, or every file of a folder) to the disk."""
+    paths = [path]
+    if os.path.isdir(path):
+        paths = [os.path.join(p, name) for p, _, names in os.walk(path) for name in names]
+    for name in paths:
+        descriptor = os.open(name, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 def write_text(path, text):
@@ -53,41 +129,53 @@ def write_text(path, text):
         stream.write(text)
 
 
-def install_folder(temporary, out, keep_existing=None):
-    """Rename the finished folder ``temporary`` onto ``out``, replacing an old ``out``.
+def install_folder(temporary, out, keep_existing=None, replace=True):
+    """Rename the finished folder ``temporary`` onto ``out``.
 
-    The old folder is first moved aside and deleted only once the new one is
-    in place, so a failure leaves the old one where it was. Readers see the
-    old folder or the new one, never a mix.
+    With ``replace``, an old ``out`` is first moved aside and deleted only once
+    the new one is in place, so a failure leaves the old one where it was.
+    Readers see the old folder or the new one, never a mix. Without it, the
+    rename itself is the test: a non-empty ``out`` that appeared meanwhile (a
+    concurrent writer) is never replaced.
 
     Args:
         temporary: the complete new folder (beside ``out``, same file system).
         out: the destination.
-        keep_existing: optional callable; when the rename fails because
-            another process has meanwhile put a folder at ``out`` and
+        keep_existing: optional callable; when ``out`` holds a folder at the
+            time of the rename (another process put it there) and
             ``keep_existing()`` is true, that folder is kept and ``temporary``
             deleted instead of raising.
+        replace: replace a non-empty ``out``. Default True.
+
+    Raises:
+        FileExistsError: ``replace`` is false and ``out`` is not empty (and
+            not kept by ``keep_existing``).
 
     Example:
-        >>> install_folder(tempfile.mkdtemp(dir="saved_models/emb"), "saved_models/emb/1")
+        >>> install_folder(temporary_folder("saved_models/emb/1"), "saved_models/emb/1")
     """
     old = None
-    if os.path.isdir(out):
-        if os.listdir(out):
-            parent, name = os.path.split(os.path.abspath(out))
-            old = tempfile.mkdtemp(prefix=f".{name}.old-", dir=parent)
-            os.rmdir(old)
-            os.rename(out, old)
-        else:
-            os.rmdir(out)
+    _sync(temporary)
+    if replace and os.path.isdir(out) and os.listdir(out):
+        parent, name = os.path.split(os.path.abspath(out))
+        old = tempfile.mkdtemp(prefix=temporary_prefix(out), dir=parent)
+        os.rmdir(old)
+        os.rename(out, old)
     try:
+        # Linux replaces an empty folder and refuses a non-empty one.
         os.rename(temporary, out)
-    except OSError:
+    except OSError as error:
         if keep_existing is not None and os.path.isdir(out) and keep_existing():
             shutil.rmtree(temporary, ignore_errors=True)
-        else:
-            if old is not None and not os.path.exists(out):
-                os.rename(old, out)
-            raise
+            return
+        if old is not None and not os.path.exists(out):
+            os.rename(old, out)
+        shutil.rmtree(temporary, ignore_errors=True)
+        if not replace and os.path.isdir(out):
+            raise FileExistsError(
+                f"{out} was written by another process meanwhile; it was kept. Choose "
+                "another folder, or replace it explicitly (--overwrite)."
+            ) from error
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

@@ -173,6 +173,12 @@ def _positive(**values):
             raise ReIDError(f"{name} must be a positive integer. Received: {name}={value!r}")
 
 
+def _non_negative(**values):
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ReIDError(f"{name} must be an integer >= 0. Received: {name}={value!r}")
+
+
 class _Rows:
     """The tables concatenated: per-row paths and labels as constant tensors."""
 
@@ -332,15 +338,15 @@ class _PKSampler:
         rows = tf.gather(self.order, tf.gather(self.start, ids)[:, None] + positions)
         return tf.reshape(rows, [self.p * self.k])
 
-    def batches(self, seed):
-        """An infinite dataset of (row indices [P·K], augmentation seed [2])."""
+    def batches(self, seed, start_step=0):
+        """An infinite dataset of (row indices [P·K], augmentation seed [2]) from ``start_step``."""
         base = _base_seed(seed)
 
         def draw(step):
             sample_seed, augment_seed = tf.unstack(tf.random.split(tf.stack([base, step]), 2))
             return self(sample_seed), augment_seed
 
-        return tf.data.Dataset.counter().map(draw)
+        return tf.data.Dataset.counter(start=start_step).map(draw)
 
 
 def pk_batches(
@@ -353,6 +359,7 @@ def pk_batches(
     with_meta=False,
     num_replicas=1,
     cache=False,
+    start_step=0,
 ):
     """Infinite P×K training batches: P identities, K images each, one table per batch.
 
@@ -384,6 +391,9 @@ def pk_batches(
             uint8 (``N × H × W × 3`` bytes: 1.2 GB for Market-1501 at 256×128),
             then gather batches from there. Fastest for small datasets. Default
             False.
+        start_step: the index of the first batch: the stream from batch
+            ``start_step`` on is exactly the tail of the stream from 0 (a
+            resumed run continues where it stopped). Default 0.
 
     Returns:
         a ``tf.data.Dataset`` of ``(images, labels)``: images float32
@@ -401,6 +411,7 @@ def pk_batches(
         >>> images, pids = next(iter(train))  # [72, 256, 128, 3], [72]
     """
     _positive(p=p, k=k, num_replicas=num_replicas)
+    _non_negative(start_step=start_step)
     if p % num_replicas:
         raise ReIDError(
             f"P={p} identities per batch cannot be split evenly across {num_replicas} "
@@ -425,7 +436,12 @@ def pk_batches(
     rows = _Rows(named)
     sampler = _PKSampler(named, rows.offsets, p, k)
     return _batches(
-        rows, sampler.batches(seed), image_size, resolve_augment(augment), with_meta, cache
+        rows,
+        sampler.batches(seed, start_step),
+        image_size,
+        resolve_augment(augment),
+        with_meta,
+        cache,
     )
 
 
@@ -437,6 +453,7 @@ def unlabeled_batches(
     seed=None,
     with_meta=False,
     cache=False,
+    start_step=0,
 ):
     """Infinite shuffled batches of a table, labels ignored (all -1).
 
@@ -453,6 +470,7 @@ def unlabeled_batches(
         with_meta: labels as ``{"pid": -1, "camid", "dataset": 0}``. Default False.
         cache: keep the decoded images in memory, as in :func:`pk_batches`.
             Default False.
+        start_step: the index of the first batch, as in :func:`pk_batches`. Default 0.
 
     Returns:
         a ``tf.data.Dataset`` of ``(images [B, H, W, 3] float32, pids [B] int32 = -1)``.
@@ -463,6 +481,7 @@ def unlabeled_batches(
         >>> both = tf.data.Dataset.zip(source, target)
     """
     _positive(batch_size=batch_size)
+    _non_negative(start_step=start_step)
     image_size = _check_image_size(image_size)
     named = _as_tables(table)
     rows = _Rows(named, pids=-1)
@@ -482,6 +501,8 @@ def unlabeled_batches(
         tf.data.Dataset.counter().map(permutation).unbatch().batch(batch_size, drop_remainder=True)
     )
     indices = tf.data.Dataset.zip(indices, tf.data.Dataset.counter().map(augment_seed))
+    # Only index batches are skipped: no image is read for them.
+    indices = indices.skip(start_step)
     return _batches(rows, indices, image_size, resolve_augment(augment), with_meta, cache)
 
 

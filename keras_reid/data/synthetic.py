@@ -44,7 +44,6 @@ import multiprocessing
 import os
 import shutil
 import sys
-import tempfile
 import zlib
 from dataclasses import dataclass
 
@@ -54,7 +53,7 @@ import numpy as np
 from keras_reid.data.dataset import register_dataset
 from keras_reid.data.market1501 import read_market_layout
 from keras_reid.errors import ReIDError
-from keras_reid.fileio import as_created, install_folder
+from keras_reid.fileio import install_folder, remove_stale_temporaries, temporary_folder
 
 logger = logging.getLogger("keras_reid.data")
 
@@ -1463,16 +1462,23 @@ def generate(preset, out, seed=0, ids=None, size=(128, 64), overwrite=False, wor
     meta["counts"] = {
         split: sum(t[0].startswith(split + os.sep) for t in tasks) for split in SPLITS
     }
-    temp = as_created(tempfile.mkdtemp(prefix=os.path.basename(out) + ".tmp-", dir=parent))
+    remove_stale_temporaries(parent, name=os.path.basename(out), recursive=False)
+    temp = temporary_folder(out)
     try:
         for split in SPLITS:
             os.mkdir(os.path.join(temp, split))
         _render_all(spec, seed, size, temp, tasks, workers)
         with open(os.path.join(temp, META_FILE), "w", encoding="utf-8") as file:
             json.dump(meta, file, indent=2)
-        # Another process may finish the same generation first: its files
-        # are byte-identical to ours, so keep them.
-        install_folder(temp, out, keep_existing=lambda: _same_params(read_meta(out), meta))
+        # Another process may finish first. The same generation is
+        # byte-identical to ours, so it is kept; another one is replaced only
+        # with overwrite, and never silently.
+        install_folder(
+            temp,
+            out,
+            keep_existing=lambda: _same_params(read_meta(out), meta),
+            replace=overwrite,
+        )
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise

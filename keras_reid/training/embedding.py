@@ -17,12 +17,13 @@ train      :class:`keras_reid.training.runner.TrainOptions`
 =========  ==========================================================
 """
 
+import logging
 import os
 from dataclasses import dataclass
 
 import keras
 
-from keras_reid.config import call_section, check_sections, prepare_run_dir
+from keras_reid.config import call_section, check_run_dir, check_sections, prepare_run_dir
 from keras_reid.data import load_dataset, parse_spec
 from keras_reid.data.pipeline import pk_batches, steps_per_epoch
 from keras_reid.errors import ReIDError
@@ -43,6 +44,8 @@ from keras_reid.training.runner import (
     standard_callbacks,
 )
 from keras_reid.training.schedules import ExponentialDecayAfter
+
+logger = logging.getLogger("keras_reid.training")
 
 SECTIONS = ("data", "model", "loss", "batches", "schedule", "train")
 
@@ -112,12 +115,17 @@ def train_embedding(config, out, resume=False, data=None):
     """Train a metric embedding from a config mapping; returns the trained model.
 
     Writes into ``out``: config.yaml (the resolved config), log.csv,
-    tensorboard/, checkpoints/epoch_NNNN.keras, model.keras (the final model).
+    tensorboard/, checkpoints/epoch_NNNN.keras, model.keras (the final model),
+    and backup/ while the run is unfinished. Every section is checked (data
+    loaded, model, loss, schedule and batches built) before anything is
+    written, so a typo leaves no run folder behind.
 
     Args:
         config: the config mapping (see the module docstring).
         out: the run folder; refused if not empty unless ``resume``.
-        resume: continue an interrupted run in ``out`` from its last backup.
+        resume: continue an interrupted run in ``out`` from its last backup,
+            with the same batches it would have had; a finished run (its
+            model.keras written) is loaded, not trained again.
         data: a :class:`TrainingData` to use instead of the ``data`` section.
 
     Example:
@@ -126,8 +134,12 @@ def train_embedding(config, out, resume=False, data=None):
     """
     check_sections(config, SECTIONS)
     options = call_section(TrainOptions, config, "train")
+    check_run_dir(out, config, resume=resume)
+    final = os.path.join(os.path.abspath(out), "model.keras")
+    if resume and os.path.isfile(final):
+        logger.info("%s is a finished run (its model.keras exists): nothing to resume.", out)
+        return keras.models.load_model(final)
     data = data or call_section(load_training_data, config, "data")
-    out = prepare_run_dir(out, config, resume=resume)
     with runtime(options) as strategy:
         with strategy.scope():
             model = call_section(build_embedding_model, config, "model")
@@ -143,28 +155,31 @@ def train_embedding(config, out, resume=False, data=None):
                 loss={"embedding": loss},
                 metrics={"embedding": triplet_metrics(getattr(loss, "margin", "soft"))},
             )
-        dataset = call_section(
-            pk_batches,
-            config,
-            "batches",
-            exclude=("with_meta",),
-            tables=data.tables,
-            image_size=image_size,
-            seed=options.seed,
-            num_replicas=strategy.num_replicas_in_sync,
-        )
+
+        def make_batches(start_step):
+            dataset = call_section(
+                pk_batches,
+                config,
+                "batches",
+                exclude=("with_meta",),
+                tables=data.tables,
+                image_size=image_size,
+                seed=options.seed,
+                num_replicas=strategy.num_replicas_in_sync,
+                start_step=start_step,
+            )
+            return as_output_dict(dataset)
+
+        make_batches(0)  # checks the batches section before the run folder is written
+        out = prepare_run_dir(out, config, resume=resume)
         validation = None
         if options.validate_every and data.validation is not None:
             validation = RankingValidation(
                 data.validation.query, data.validation.gallery, every=options.validate_every
             )
-        fit(
-            model,
-            as_output_dict(dataset),
-            steps,
-            options,
-            standard_callbacks(out, options, validation),
-            tables=data.tables,
-        )
+        callbacks, state = standard_callbacks(out, options, steps, validation)
+        start = state.restore(model)
+        fit(model, make_batches, steps, options, callbacks, tables=data.tables, start_step=start)
         save_model(model, os.path.join(out, "model.keras"))
+        state.finish()
     return model

@@ -7,9 +7,7 @@ a validation callback scoring Rank-1/mAP, and a clear stop on a NaN loss.
 """
 
 import contextlib
-import glob
 import logging
-import math
 import os
 from dataclasses import dataclass
 
@@ -17,6 +15,18 @@ import keras
 import tensorflow as tf
 
 from keras_reid.errors import ReIDError
+from keras_reid.training.state import Checkpoint, RunState, StopOnNaN, save_model
+
+__all__ = [
+    "RankingValidation",
+    "RunState",
+    "StopOnNaN",
+    "TrainOptions",
+    "fit",
+    "runtime",
+    "save_model",
+    "standard_callbacks",
+]
 
 logger = logging.getLogger("keras_reid.training")
 
@@ -32,9 +42,10 @@ class TrainOptions:
         distribute: None, or "mirrored" for ``tf.distribute.MirroredStrategy``
             over every local GPU (or CPU devices); each replica gets whole P*K groups.
         mixed_precision: compute in float16 on a GPU (bfloat16 on a CPU).
-        backup_steps: steps between the resumable backups of ``BackupAndRestore``
-            (None: at every epoch end). An interrupted epoch restarts from the
-            backed-up weights and optimizer step, so no finished step is lost.
+        backup_steps: steps between resumable backups inside an epoch (None:
+            at epoch ends only; see :class:`~keras_reid.training.state.RunState`).
+            A resumed run continues at the backed-up step with the same batches,
+            so on a CPU it ends with the weights of an uninterrupted run.
         checkpoint_every: epochs between ``.keras`` checkpoints (the last epoch
             is always saved as ``model.keras``).
         validate_every: epochs between Rank-1/mAP validations (0: never).
@@ -80,35 +91,6 @@ def runtime(options):
         keras.mixed_precision.set_global_policy(previous)
 
 
-class StopOnNaN(keras.callbacks.Callback):
-    """Stop training at the first NaN or infinite loss, naming the step and the checkpoint.
-
-    Args:
-        checkpoint_dir: where ``.keras`` checkpoints are written, to name the last good one.
-    """
-
-    def __init__(self, checkpoint_dir):
-        super().__init__()
-        self.checkpoint_dir = checkpoint_dir
-        self.epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            checkpoints = sorted(
-                glob.glob(os.path.join(self.checkpoint_dir, "*.keras")), key=os.path.getmtime
-            )
-            last = checkpoints[-1] if checkpoints else "none written yet"
-            raise ReIDError(
-                f"the loss became {float(loss)} at epoch {self.epoch + 1}, step {batch + 1}; "
-                f"last good checkpoint: {last}. Lower the learning rate or check the data, "
-                "then restart from that checkpoint."
-            )
-
-
 class RankingValidation(keras.callbacks.Callback):
     """Score Rank-1 and mAP on a query/gallery set every ``every`` epochs.
 
@@ -139,58 +121,63 @@ class RankingValidation(keras.callbacks.Callback):
         print(f" - val Rank-1 {row['rank1']:.3f}, mAP {row['mAP']:.3f}")
 
 
-def standard_callbacks(out, options, validation=None):
-    """Logs, checkpoints, resumable backups and the NaN stop for a run folder ``out``."""
+def standard_callbacks(out, options, steps_per_epoch, validation=None):
+    """The callbacks of a run folder ``out``, and its :class:`RunState` (the last of them).
+
+    In order: the NaN stop (first, so that nothing is saved from a diverged
+    model), the validation, ``.keras`` checkpoints, TensorBoard, then the run
+    state (``log.csv`` and the resumable backup).
+    """
     checkpoints = os.path.join(out, "checkpoints")
     os.makedirs(checkpoints, exist_ok=True)
-    checkpoint = keras.callbacks.ModelCheckpoint(
-        os.path.join(checkpoints, "epoch_{epoch:04d}.keras"), save_freq="epoch"
-    )
-    if options.checkpoint_every > 1:
-        checkpoint = _EveryN(checkpoint, options.checkpoint_every, options.epochs)
-    backup = keras.callbacks.BackupAndRestore(
-        os.path.join(out, "backup"), save_freq=options.backup_steps or "epoch"
-    )
-    return [
+    state = RunState(out, steps_per_epoch, every_steps=options.backup_steps)
+    callbacks = [
         StopOnNaN(checkpoints),
-        backup,
         *([validation] if validation is not None else []),
-        checkpoint,
-        keras.callbacks.CSVLogger(os.path.join(out, "log.csv"), append=True),
+        Checkpoint(checkpoints, options.checkpoint_every, options.epochs),
         keras.callbacks.TensorBoard(os.path.join(out, "tensorboard"), write_graph=False),
+        state,
     ]
+    return callbacks, state
 
 
-class _EveryN(keras.callbacks.Callback):
-    """Run a callback's ``on_epoch_end`` every ``n`` epochs and at the last one."""
+def fit(model, batches, steps_per_epoch, options, callbacks, tables=(), start_step=0):
+    """``model.fit`` from global step ``start_step``, with errors translated into ReIDErrors.
 
-    def __init__(self, callback, n, epochs):
-        super().__init__()
-        self.callback, self.n, self.epochs = callback, n, epochs
-
-    def set_model(self, model):
-        super().set_model(model)
-        self.callback.set_model(model)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.n == 0 or epoch + 1 == self.epochs:
-            self.callback.on_epoch_end(epoch, logs)
-
-
-def fit(model, dataset, steps_per_epoch, options, callbacks, tables=()):
-    """``model.fit`` with errors translated into one-line ReIDErrors.
+    Args:
+        model: the compiled model.
+        batches: a ``tf.data.Dataset``, or a function ``start_step -> Dataset``
+            giving the batch stream from that step on (needed to resume).
+        steps_per_epoch: steps in one epoch.
+        options: the :class:`TrainOptions`.
+        callbacks: Keras callbacks.
+        tables: the training tables, to name unreadable images.
+        start_step: the global step to start at (a resumed run's). A resume
+            inside an epoch finishes that epoch first, then runs the others.
 
     A decoding failure is traced to the file(s) with ``find_unreadable``.
     """
+    make = batches if callable(batches) else (lambda step: batches)
+    epoch, step = divmod(start_step, steps_per_epoch)
+    parts = []
+    if step:
+        parts.append((epoch, epoch + 1, steps_per_epoch - step, start_step))
+        epoch += 1
+    if epoch < options.epochs:
+        parts.append((epoch, options.epochs, steps_per_epoch, epoch * steps_per_epoch))
     try:
-        return model.fit(
-            dataset,
-            epochs=options.epochs,
-            steps_per_epoch=steps_per_epoch,
-            callbacks=callbacks,
-            verbose=options.verbose,
-            shuffle=False,
-        )
+        history = None
+        for initial_epoch, epochs, steps, first_step in parts:
+            history = model.fit(
+                make(first_step),
+                initial_epoch=initial_epoch,
+                epochs=epochs,
+                steps_per_epoch=steps,
+                callbacks=callbacks,
+                verbose=options.verbose,
+                shuffle=False,
+            )
+        return history
     except tf.errors.InvalidArgumentError as error:
         from keras_reid.data.pipeline import find_unreadable
 
@@ -201,11 +188,3 @@ def fit(model, dataset, steps_per_epoch, options, callbacks, tables=()):
                 "re-extract them (keras-reid datasets NAME:ROOT --check lists them all)."
             ) from error
         raise
-
-
-def save_model(model, path):
-    """Save a ``.keras`` file atomically (a temporary file, then a rename)."""
-    temporary = path[: -len(".keras")] + ".tmp.keras"
-    model.save(temporary)
-    os.replace(temporary, path)
-    return path
