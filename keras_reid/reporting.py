@@ -14,14 +14,8 @@ from keras_reid.data.dataset import parse_spec
 from keras_reid.errors import ReIDError
 from keras_reid.fileio import write_text
 from keras_reid.inference import extract_features
-from keras_reid.metrics import (
-    evaluate,
-    format_results,
-    pairwise_distance,
-    plot_cmc,
-    plot_ranked_lists,
-    rank_metrics,
-)
+from keras_reid.metrics import evaluate, format_results, plot_cmc, plot_ranked_lists
+from keras_reid.metrics.evaluate import rank_protocol
 
 # Which protocol a dataset's tables are scored with.
 PROTOCOL_OF = {"cuhk03": "cuhk03", "mars": "video"}
@@ -109,40 +103,64 @@ def evaluate_model(
             metric=metric,
             normalize=normalize,
             worst_first=worst_first,
+            rerank=rerank,
+            protocol=protocol,
         )
     return row
 
 
 def write_report(
-    row, query, gallery, dataset, out, metric="euclidean", normalize=True, worst_first=True
+    row,
+    query,
+    gallery,
+    dataset,
+    out,
+    metric="euclidean",
+    normalize=True,
+    worst_first=True,
+    rerank=False,
+    protocol=None,
 ):
-    """results.csv, results.md, cmc.png and ranked_lists.png for one evaluation."""
+    """results.csv, results.md, cmc.png and ranked_lists.png for one evaluation.
+
+    The figures come from the ranking the results were scored on
+    (:func:`keras_reid.metrics.evaluate.rank_protocol`: the dataset's
+    protocol, with ``rerank``): for a video dataset the ranked lists show
+    tracklets, for CUHK03 the CMC is the single-shot one.
+
+    Args:
+        row: the results row of :func:`evaluate_model`.
+        query, gallery: the query and gallery features (one row per table row).
+        dataset: the evaluated dataset.
+        out: the report folder (created if needed).
+        metric, normalize, worst_first, rerank: as for :func:`evaluate_model`.
+        protocol: the protocol name (default: the dataset's, ``PROTOCOL_OF``).
+    """
     os.makedirs(out, exist_ok=True)
     write_text(os.path.join(out, "results.csv"), row.to_csv(index=False))
     write_text(os.path.join(out, "results.md"), format_results(row, markdown=True) + "\n")
-    dist = pairwise_distance(query, gallery, metric=metric, normalize=normalize)
-    curves = {}
-    for name, nd in (("market rule", False), ("-nd (other cameras only)", True)):
-        try:
-            curves[name] = rank_metrics(
-                dist,
-                dataset.query.pid.to_numpy(),
-                dataset.gallery.pid.to_numpy(),
-                dataset.query.camid.to_numpy(),
-                dataset.gallery.camid.to_numpy(),
-                different_camera_only=nd,
-            ).cmc
-        except ReIDError:
-            continue  # e.g. no query keeps a match under -nd: nothing to draw
+    ranking = rank_protocol(
+        query,
+        gallery,
+        dataset.query,
+        dataset.gallery,
+        metric=metric,
+        normalize=normalize,
+        rerank=rerank,
+        protocol=protocol or PROTOCOL_OF.get(dataset.name, "market"),
+    )
     plot_cmc(
-        {name: np.asarray(cmc) for name, cmc in curves.items()},
+        {
+            "market rule": ranking.results["market"].cmc,
+            "-nd (other cameras only)": ranking.results["nd"].cmc,
+        },
         os.path.join(out, "cmc.png"),
         title=f"CMC on {dataset.name}",
     )
     plot_ranked_lists(
-        dist,
-        dataset.query,
-        dataset.gallery,
+        ranking.dist,
+        ranking.query_table,
+        ranking.gallery_table,
         os.path.join(out, "ranked_lists.png"),
         worst_first=worst_first,
     )

@@ -1,16 +1,22 @@
-"""keras-reid evaluate's library path on the real Market-1501 crops."""
+"""keras-reid evaluate's library path on the real Market-1501 crops and a MARS-layout tree."""
 
 import os
+import shutil
+import subprocess
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
+from keras_reid import reporting
 from keras_reid.data import load_dataset
 from keras_reid.errors import ReIDError
+from keras_reid.metrics import evaluate
+from keras_reid.metrics.plots import ranked_lists
 from keras_reid.models import build_embedding_model
 from keras_reid.reporting import collect_runs, evaluate_model, load_keras_model, runs_table
+from tests.data.fixtures import make_mars
 
 
 def test_untrained_model_evaluates_the_real_crops_end_to_end(mini_market_root, tmp_path):
@@ -33,6 +39,53 @@ def test_untrained_model_evaluates_the_real_crops_end_to_end(mini_market_root, t
     written = pd.read_csv(out / "results.csv")
     np.testing.assert_allclose(written["mAP"], row["mAP"])
     assert (out / "results.md").read_text().startswith("| dataset | tta | rank1")
+
+
+def test_video_report_draws_the_tracklets_the_protocol_scores(tmp_path, monkeypatch):
+    mars = load_dataset("mars", make_mars(str(tmp_path / "mars")))
+    rng = np.random.default_rng(0)
+    gallery = rng.normal(size=(len(mars.gallery), 8)).astype(np.float32)
+    # The query's frames are gallery frames (MARS's gallery holds the query tracklets).
+    rows_of = {path: i for i, path in enumerate(mars.gallery.path)}
+    query = gallery[[rows_of[path] for path in mars.query.path]]
+    row = evaluate(query, gallery, mars.query, mars.gallery, protocol="video", normalize=True)
+    drawn = {}
+    monkeypatch.setattr(reporting, "plot_cmc", lambda curves, *a, **k: drawn.update(cmc=curves))
+    monkeypatch.setattr(
+        reporting, "plot_ranked_lists", lambda *args, **kwargs: drawn.update(ranked=args)
+    )
+    reporting.write_report(row, query, gallery, mars, str(tmp_path / "report"))
+    dist, q_tracks, g_tracks, _ = drawn["ranked"]
+    # 2 query tracklets (5 frames) against 6 gallery tracklets (12 frames), as the protocol ranks.
+    assert (len(mars.query), len(mars.gallery)) == (5, 12)
+    assert dist.shape == (2, 6) and len(q_tracks) == 2 and len(g_tracks) == 6
+    # Each drawn as its middle frame: 0002C1T0002 has frames F001-F003.
+    assert os.path.basename(q_tracks.path[0]) == "0002C1T0002F002.jpg"
+    shown = ranked_lists(dist, q_tracks.pid, g_tracks.pid, q_tracks.camid, g_tracks.camid, top_k=6)
+    assert np.mean([r.average_precision for r in shown]) == pytest.approx(row["mAP"].iloc[0])
+    for r in shown:
+        # The query's own tracklet: nearest, grey, no rank.
+        assert g_tracks.tracklet[r.gallery[0]] == q_tracks.tracklet[r.query]
+        assert r.ignored[0] and r.ranks[0] == 0
+    assert drawn["cmc"]["market rule"][0] == pytest.approx(row["rank1"].iloc[0])
+    assert drawn["cmc"]["-nd (other cameras only)"][0] == pytest.approx(row["rank1_nd"].iloc[0])
+
+
+def test_keras_reid_evaluate_writes_a_video_report(tmp_path):
+    """The console script on a MARS-layout tree: exit 0, the four report files."""
+    root = make_mars(str(tmp_path / "mars"))
+    model = tmp_path / "model.keras"
+    build_embedding_model(alpha=0.25, input_shape=(64, 32, 3), embedding_dim=8).save(model)
+    out = tmp_path / "report"
+    command = [shutil.which("keras-reid") or "keras-reid", "evaluate", str(model)]
+    command += ["--data", f"mars:{root}", "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert " video " in done.stdout  # the protocol column of the printed table
+    for name in ("results.csv", "results.md", "cmc.png", "ranked_lists.png"):
+        assert (out / name).stat().st_size > 0
+    assert sorted(os.listdir(out)) == ["cmc.png", "ranked_lists.png", "results.csv", "results.md"]
 
 
 def test_load_keras_model_refuses_wrong_files(tmp_path):

@@ -6,6 +6,7 @@ time augmentation, if any, happens when the features are extracted).
 """
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -71,6 +72,108 @@ def _warn_self_matches(query_table, gallery_table):
         )
 
 
+@dataclass
+class ProtocolRanking:
+    """What a protocol ranks and its scores: the source of results tables and figures.
+
+    Attributes:
+        dist: (num_query, num_gallery) distances the protocol ranks (after
+            tracklet pooling and re-ranking, when they apply).
+        query_table, gallery_table: the rows of ``dist``: the dataset tables,
+            or for the video protocol one row per tracklet (from
+            :func:`~keras_reid.metrics.pool_tracklets`, ``path`` being the
+            tracklet's middle frame).
+        results: ``{"market": RankResult, "nd": RankResult}``; each result's
+            ``average_precision`` is the protocol's per-query AP.
+        protocol: "market", "cuhk03" or "video".
+    """
+
+    dist: np.ndarray
+    query_table: pd.DataFrame
+    gallery_table: pd.DataFrame
+    results: dict
+    protocol: str
+
+
+def rank_protocol(
+    query_features,
+    gallery_features,
+    query_table,
+    gallery_table,
+    metric="euclidean",
+    normalize=False,
+    rerank=False,
+    protocol="market",
+    max_rank=50,
+    pooling="mean",
+    num_repeats=10,
+    seed=0,
+):
+    """Rank and score with a protocol, keeping what was ranked (see :func:`evaluate`).
+
+    :func:`evaluate` turns the result into a results-table row; figures
+    (``keras-reid evaluate --out``) draw from the same object, so a ranked
+    list shows what the protocol scored: for video, tracklets, not frames.
+
+    Args:
+        query_features, gallery_features, query_table, gallery_table, metric,
+        normalize, rerank, protocol, pooling, num_repeats, seed: as for :func:`evaluate`.
+        max_rank: length of the CMC curves (default 50).
+
+    Returns:
+        a :class:`ProtocolRanking`.
+
+    Example:
+        >>> ranking = rank_protocol(q_feats, g_feats, mars.query, mars.gallery, protocol="video")
+        >>> plot_ranked_lists(ranking.dist, ranking.query_table, ranking.gallery_table, "r.png")
+    """
+    if protocol not in PROTOCOLS:
+        raise ReIDError(f"unknown protocol {protocol!r}; expected one of: {', '.join(PROTOCOLS)}.")
+    if rerank is not False:
+        rerank_options = _rerank_options(rerank)
+    _check_table(query_table, query_features, "query")
+    _check_table(gallery_table, gallery_features, "gallery")
+
+    if protocol == "video":
+        query_features, query_table = pool_tracklets(
+            query_features, query_table, pooling, representative="middle"
+        )
+        gallery_features, gallery_table = pool_tracklets(
+            gallery_features, gallery_table, pooling, representative="middle"
+        )
+    _warn_self_matches(query_table, gallery_table)
+
+    dist = pairwise_distance(query_features, gallery_features, metric, normalize)
+    if rerank is not False:
+        dist = re_rank(
+            dist,
+            pairwise_distance(query_features, query_features, metric, normalize),
+            pairwise_distance(gallery_features, gallery_features, metric, normalize),
+            **rerank_options,
+        )
+    labels = (
+        query_table["pid"].to_numpy(),
+        gallery_table["pid"].to_numpy(),
+        query_table["camid"].to_numpy(),
+        gallery_table["camid"].to_numpy(),
+    )
+    if protocol == "cuhk03":
+        results = {
+            rule: cuhk03_single_shot(
+                dist,
+                *labels,
+                max_rank=max_rank,
+                num_repeats=num_repeats,
+                seed=seed,
+                different_camera_only=rule == "nd",
+            )
+            for rule in ("market", "nd")
+        }
+    else:
+        results = rank_metrics_for_rules(dist, *labels, max_rank=max_rank)
+    return ProtocolRanking(dist, query_table, gallery_table, results, protocol)
+
+
 def evaluate(
     query_features,
     gallery_features,
@@ -112,7 +215,8 @@ def evaluate(
         a one-row DataFrame: rank{k} for k in ranks, mAP, mINP, the same with
         an ``_nd`` suffix, num_query, num_valid (queries with a true match),
         protocol, metric, rerank. Scores are fractions in [0, 1]; see
-        :func:`format_results` for a percentage table.
+        :func:`format_results` for a percentage table. The per-query scores
+        behind them are in :func:`rank_protocol`'s result.
 
     Raises:
         ReIDError: on an unknown protocol or metric, tables that do not match
@@ -129,53 +233,28 @@ def evaluate(
         isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1 for k in ranks
     ):
         raise ReIDError(f"ranks must be positive integers. Received: ranks={ranks!r}")
-    if rerank is not False:
-        rerank_options = _rerank_options(rerank)
-    _check_table(query_table, query_features, "query")
-    _check_table(gallery_table, gallery_features, "gallery")
-
-    if protocol == "video":
-        query_features, query_table = pool_tracklets(query_features, query_table, pooling)
-        gallery_features, gallery_table = pool_tracklets(gallery_features, gallery_table, pooling)
-    _warn_self_matches(query_table, gallery_table)
-
-    dist = pairwise_distance(query_features, gallery_features, metric, normalize)
-    if rerank is not False:
-        dist = re_rank(
-            dist,
-            pairwise_distance(query_features, query_features, metric, normalize),
-            pairwise_distance(gallery_features, gallery_features, metric, normalize),
-            **rerank_options,
-        )
-    labels = (
-        query_table["pid"].to_numpy(),
-        gallery_table["pid"].to_numpy(),
-        query_table["camid"].to_numpy(),
-        gallery_table["camid"].to_numpy(),
+    ranking = rank_protocol(
+        query_features,
+        gallery_features,
+        query_table,
+        gallery_table,
+        metric=metric,
+        normalize=normalize,
+        rerank=rerank,
+        protocol=protocol,
+        max_rank=int(max(ranks)),
+        pooling=pooling,
+        num_repeats=num_repeats,
+        seed=seed,
     )
-    max_rank = int(max(ranks))
-    if protocol == "cuhk03":
-        results = {
-            rule: cuhk03_single_shot(
-                dist,
-                *labels,
-                max_rank=max_rank,
-                num_repeats=num_repeats,
-                seed=seed,
-                different_camera_only=rule == "nd",
-            )
-            for rule in ("market", "nd")
-        }
-    else:
-        results = rank_metrics_for_rules(dist, *labels, max_rank=max_rank)
-
+    results = ranking.results
     row = {}
     for rule, suffix in (("market", ""), ("nd", "_nd")):
         for k in ranks:
             row[f"rank{k}{suffix}"] = float(results[rule].cmc[k - 1])
         row[f"mAP{suffix}"] = results[rule].mAP
         row[f"mINP{suffix}"] = results[rule].mINP
-    row["num_query"] = len(query_table)
+    row["num_query"] = len(ranking.query_table)
     row["num_valid"] = results["market"].num_valid_queries
     row["protocol"] = protocol
     row["metric"] = metric + ("+norm" if normalize else "")

@@ -7,12 +7,18 @@ to a temporary name in the target folder and moved into place with
 """
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
 from keras_reid.errors import ReIDError
 from keras_reid.fileio import atomic_output
-from keras_reid.metrics.ranking import RankResult, _same_camera, check_ranking_inputs, rank_metrics
+from keras_reid.metrics.ranking import (
+    RankResult,
+    check_ranking_inputs,
+    query_ranking,
+    rank_metrics,
+)
 
 # Border colours of the ranked-list figure (RGB).
 HIT = (46, 160, 67)
@@ -122,6 +128,121 @@ def _choose_queries(ap, num_queries, worst_first, query_indices, seed):
     return np.sort(rng.choice(valid, size=min(num_queries, len(valid)), replace=False))
 
 
+@dataclass
+class RankedList:
+    """One row of the ranked-list figure: a query and the gallery entries shown after it.
+
+    Attributes:
+        query: the query's row in the distance matrix.
+        average_precision: the protocol's AP of the query (NaN: no true match).
+        gallery: gallery rows shown, nearest first.
+        ranks: each one's rank under the protocol, 1-based; 0 for an ignored entry.
+        matches: each one is a true match the protocol counts (same id, not ignored).
+        ignored: each one is ignored by the protocol (junk, same id and camera, or
+            under -nd any item of the query's camera).
+        distances: each one's distance to the query.
+    """
+
+    query: int
+    average_precision: float
+    gallery: np.ndarray
+    ranks: np.ndarray
+    matches: np.ndarray
+    ignored: np.ndarray
+    distances: np.ndarray
+
+
+def ranked_lists(
+    dist,
+    q_pids,
+    g_pids,
+    q_camids,
+    g_camids,
+    num_queries=8,
+    top_k=10,
+    worst_first=False,
+    different_camera_only=False,
+    query_indices=None,
+    seed=0,
+    show_ignored=True,
+):
+    """What :func:`plot_ranked_lists` draws: per chosen query, its ranked gallery entries.
+
+    The order, ranks and ignore rule are the protocol's own
+    (:func:`~keras_reid.metrics.ranking.query_ranking`) and the AP is
+    :func:`~keras_reid.metrics.rank_metrics`' per-query AP, so the figure and
+    the metrics cannot disagree.
+
+    Args:
+        dist, q_pids, g_pids, q_camids, g_camids: as for :func:`rank_metrics`
+            (for video: tracklet distances and labels, see
+            :func:`~keras_reid.metrics.evaluate.rank_protocol`).
+        num_queries, top_k, worst_first, different_camera_only, query_indices,
+        seed, show_ignored: as for :func:`plot_ranked_lists`.
+
+    Returns:
+        a list of :class:`RankedList`, one per drawn query, in drawing order.
+
+    Example:
+        >>> rows = ranked_lists(dist, q.pid, g.pid, q.camid, g.camid, top_k=5)
+        >>> rows[0].ranks, rows[0].matches, rows[0].average_precision
+    """
+    dist, q_pids, g_pids, q_camids, g_camids = check_ranking_inputs(
+        dist, q_pids, g_pids, q_camids, g_camids
+    )
+    if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or top_k < 1:
+        raise ReIDError(f"top_k must be a positive integer. Received: top_k={top_k!r}")
+    ap = rank_metrics(
+        dist, q_pids, g_pids, q_camids, g_camids, max_rank=1,
+        different_camera_only=different_camera_only,
+    ).average_precision  # fmt: skip
+    rows = []
+    for q in _choose_queries(ap, num_queries, worst_first, query_indices, seed):
+        order, ranks, positive, ignored = query_ranking(
+            dist[q], q_pids[q], q_camids[q], g_pids, g_camids, different_camera_only
+        )
+        shown = np.arange(len(order)) if show_ignored else np.flatnonzero(~ignored)
+        shown = shown[:top_k]
+        rows.append(
+            RankedList(
+                query=int(q),
+                average_precision=float(ap[q]),
+                gallery=order[shown],
+                ranks=ranks[shown],
+                matches=positive[shown],
+                ignored=ignored[shown],
+                distances=dist[q, order[shown]],
+            )
+        )
+    return rows
+
+
+def _one_row_per_tracklet(table, name):
+    """A video table of frames instead of tracklets would rank frames: refuse it."""
+    if "tracklet" not in table.columns:
+        return
+    keys = ["dataset", "tracklet"] if "dataset" in table.columns else ["tracklet"]
+    repeated = table.duplicated(keys)
+    if repeated.any():
+        first = table[repeated].iloc[0]
+        raise ReIDError(
+            f"plot_ranked_lists: the {name} table has several rows (frames) per tracklet, "
+            f"e.g. tracklet {first['tracklet']}; the video protocol ranks tracklets: pass "
+            "rank_protocol(..., protocol='video')'s dist and tables (or pool_tracklets')."
+        )
+
+
+def _label(table, row):
+    """An entry's id, and for a tracklet its number and length, as title lines."""
+    text = f"id {table['pid'].iat[row]}"
+    if "tracklet" in table.columns:
+        text += f"\nT{table['tracklet'].iat[row]}"
+        if "num_frames" in table.columns:
+            frames = table["num_frames"].iat[row]
+            text += f", {frames} frame{'s' if frames != 1 else ''}"
+    return text
+
+
 def plot_ranked_lists(
     dist,
     query_table,
@@ -134,28 +255,45 @@ def plot_ranked_lists(
     query_indices=None,
     seed=0,
     image_size=(128, 64),
+    show_ignored=True,
 ):
-    """Draw queries and their top-k gallery images, framed by outcome.
+    """Draw queries and their top-k gallery entries, framed by outcome, as the protocol ranks them.
 
-    Each row is a query (blue frame) followed by its k nearest gallery images
-    in the raw ranking: green frame for a true match, red for a wrong id and
-    grey for an item the protocol ignores (junk, or same id and same camera;
-    with ``different_camera_only`` any item from the query's camera), so one
-    sees what the metric skips. Titles give the query's pid, camera and AP, and
-    each gallery item's rank and distance.
+    Each row is a query (blue frame) followed by the first ``top_k`` entries
+    of its ranked gallery (distance order, ties by gallery order): green
+    frame for a true match, red for a wrong id. Entries the protocol ignores
+    (junk pid -1, same id and same camera; with ``different_camera_only``
+    every item of the query's camera) are, by default, kept in their place
+    with a grey frame and the title "ignored" and take no rank, so one sees
+    what the metric skips (on MARS, the query's own tracklet, which the
+    gallery holds); a row then shows fewer than ``top_k`` ranks. With
+    ``show_ignored=False`` they are left out and a row shows ranks 1 to
+    ``top_k``. The rank printed above an entry is its rank under the
+    protocol, and the query's AP the protocol's AP (:func:`ranked_lists`
+    gives these numbers). Titles also give each entry's id and distance.
+
+    For video, pass the tracklet distances and tables the video protocol
+    ranks (:func:`~keras_reid.metrics.evaluate.rank_protocol` with
+    ``protocol="video"``): each entry is then a tracklet, drawn as the frame
+    in its table's ``path`` (there: the middle frame) and titled with its
+    tracklet number and frame count (``T12x24``). Frame tables (several rows
+    per tracklet) are refused. Under CUHK03's protocol the list is the full
+    gallery list its mAP is computed on (the single-shot CMC draws are not shown).
 
     Args:
         dist: (num_query, num_gallery) distances.
-        query_table, gallery_table: tables with path, pid and camid columns.
+        query_table, gallery_table: tables with path, pid and camid columns (rows of ``dist``).
         out_path: image file to write, replaced atomically.
         num_queries: rows to draw (default 8).
-        top_k: gallery images per row (default 10).
+        top_k: gallery entries per row (default 10).
         worst_first: draw the queries with the lowest AP (default False: a
             random sample, drawn with ``seed``, of the queries with a true match).
         different_camera_only: score and frame with the "-nd" rule.
         query_indices: explicit query rows to draw (overrides the choice above).
         seed: seed of the random sample (default 0).
         image_size: (height, width) of each thumbnail (default (128, 64)).
+        show_ignored: draw ignored entries grey in their place (default True)
+            or leave them out.
 
     Returns:
         the absolute path written.
@@ -168,40 +306,47 @@ def plot_ranked_lists(
         missing = [c for c in ("path", "pid", "camid") if c not in table.columns]
         if missing:
             raise ReIDError(f"plot_ranked_lists: the {name} table lacks {', '.join(missing)}.")
-    dist, q_pids, g_pids, q_camids, g_camids = check_ranking_inputs(
-        dist, query_table["pid"], gallery_table["pid"], query_table["camid"], gallery_table["camid"]
-    )
-    result = rank_metrics(
-        dist, q_pids, g_pids, q_camids, g_camids, max_rank=1,
+        _one_row_per_tracklet(table, name)
+    rows = ranked_lists(
+        dist,
+        query_table["pid"],
+        gallery_table["pid"],
+        query_table["camid"],
+        gallery_table["camid"],
+        num_queries=num_queries,
+        top_k=top_k,
+        worst_first=worst_first,
         different_camera_only=different_camera_only,
-    )  # fmt: skip
-    chosen = _choose_queries(
-        result.average_precision, num_queries, worst_first, query_indices, seed
+        query_indices=query_indices,
+        seed=seed,
+        show_ignored=show_ignored,
     )
-    ap = result.average_precision
-    top_k = min(int(top_k), dist.shape[1])
-
+    columns = max(len(r.gallery) for r in rows)
     q_paths = query_table["path"].to_numpy()
     g_paths = gallery_table["path"].to_numpy()
     border = max(2, image_size[1] // 20)
-    figure = _figure(0.75 * (top_k + 1) + 0.5, 1.6 * len(chosen) + 0.3)
-    grid = figure.add_gridspec(len(chosen), top_k + 1, wspace=0.08, hspace=0.35)
-    for row, q in enumerate(chosen):
-        ranked = np.argsort(dist[q], kind="stable")[:top_k]
-        same_cam = _same_camera(q_camids[q], g_camids[ranked])
-        same_id = g_pids[ranked] == q_pids[q]
-        ignored = (g_pids[ranked] == -1) | (
-            same_cam if different_camera_only else same_cam & same_id
-        )
-        axes = figure.add_subplot(grid[row, 0])
+    lines = 4 if "tracklet" in gallery_table.columns else 3
+    figure = _figure(0.8 * (columns + 1) + 0.5, (1.45 + 0.1 * lines) * len(rows) + 0.3)
+    grid = figure.add_gridspec(len(rows), columns + 1, wspace=0.1, hspace=0.1 * lines + 0.15)
+    for line, row in enumerate(rows):
+        q = row.query
+        axes = figure.add_subplot(grid[line, 0])
         axes.imshow(_framed(_read_rgb(q_paths[q], image_size), QUERY, border))
-        ap_text = "no match" if np.isnan(ap[q]) else f"AP {100 * ap[q]:.0f}%"
-        axes.set_title(f"q{q} id {q_pids[q]}\ncam {q_camids[q]} {ap_text}", fontsize=6)
+        ap = row.average_precision
+        ap_text = "no match" if np.isnan(ap) else f"AP {100 * ap:.0f}%"
+        axes.set_title(
+            f"query {q}, {ap_text}\n{_label(query_table, q)}\ncam {query_table['camid'].iat[q]}",
+            fontsize=6,
+        )
         axes.axis("off")
-        for col, g in enumerate(ranked, start=1):
-            colour = IGNORED if ignored[col - 1] else HIT if same_id[col - 1] else MISS
-            axes = figure.add_subplot(grid[row, col])
+        for col, g in enumerate(row.gallery, start=1):
+            i = col - 1
+            colour = IGNORED if row.ignored[i] else HIT if row.matches[i] else MISS
+            rank = "ignored" if row.ignored[i] else f"rank {row.ranks[i]}"
+            axes = figure.add_subplot(grid[line, col])
             axes.imshow(_framed(_read_rgb(g_paths[g], image_size), colour, border))
-            axes.set_title(f"{col}: id {g_pids[g]}\n{dist[q, g]:.3g}", fontsize=6)
+            axes.set_title(
+                f"{rank}\n{_label(gallery_table, g)}\nd {row.distances[i]:.3g}", fontsize=6
+            )
             axes.axis("off")
     return _save(figure, out_path)

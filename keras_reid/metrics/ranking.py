@@ -1,7 +1,7 @@
 """Rank-k (CMC), mAP and mINP from a query-gallery distance matrix.
 
-The rules (where they are computed: :func:`_positive_ranks`)
------------------------------------------------------------
+The rules (where they are computed: :func:`_positive_ranks`; :func:`ignored_gallery`)
+-------------------------------------------------------------------------------------
 
 For every query, each gallery item is a *positive*, a *negative* or *ignored*:
 
@@ -161,6 +161,60 @@ def _same_camera(q_camids, g_camids):
     return (q_camids == g_camids) & (q_camids != -1)
 
 
+def ignored_gallery(q_pid, q_camid, g_pids, g_camids, different_camera_only=False):
+    """The gallery items one query ignores: the rule of this module's docstring.
+
+    Junk (pid -1) always; under the Market rule the items of the query's pid
+    seen by the query's known camera; under "-nd" (``different_camera_only``)
+    every item of the query's known camera.
+
+    Args:
+        q_pid, q_camid: the query's pid and camid (-1 = unknown camera).
+        g_pids, g_camids: integer arrays of the gallery's pids and camids.
+        different_camera_only: the "-nd" rule (default False).
+
+    Returns:
+        a boolean array over the gallery, True where the item is ignored.
+
+    Example:
+        >>> ignored_gallery(1, 0, np.array([1, 1, 2, -1]), np.array([0, 1, 0, 1]))
+        array([ True, False, False,  True])
+    """
+    same_cam = _same_camera(q_camid, g_camids)
+    return (g_pids == -1) | (same_cam if different_camera_only else same_cam & (g_pids == q_pid))
+
+
+def query_ranking(distances, q_pid, q_camid, g_pids, g_camids, different_camera_only=False):
+    """One query's ranked gallery, as :func:`rank_metrics` ranks it.
+
+    The gallery is sorted by distance, ties by gallery order (a stable sort);
+    ignored items (:func:`ignored_gallery`) keep their place in the order but
+    take no rank, so the ranks of the positives are the ones AP, CMC and INP
+    are computed from.
+
+    Args:
+        distances: (num_gallery,) distances of the query to the gallery.
+        q_pid, q_camid, g_pids, g_camids, different_camera_only: as for
+            :func:`ignored_gallery`.
+
+    Returns:
+        ``(order, ranks, positive, ignored)``: gallery indices from nearest to
+        farthest; for each of them its 1-based rank (0 when ignored), whether
+        it is a positive (same pid, not ignored) and whether it is ignored.
+
+    Example:
+        >>> order, ranks, positive, ignored = query_ranking(
+        ...     dist[q], q_pids[q], q_camids[q], g_pids, g_camids)
+        >>> ranks[positive]  # the ranks AP is computed from
+    """
+    order = np.argsort(np.asarray(distances), kind="stable")
+    g_pids, g_camids = np.asarray(g_pids)[order], np.asarray(g_camids)[order]
+    ignored = ignored_gallery(q_pid, q_camid, g_pids, g_camids, different_camera_only)
+    ranks = np.where(ignored, 0, np.cumsum(~ignored))
+    positive = ~ignored & (g_pids == q_pid)
+    return order, ranks, positive, ignored
+
+
 def _matching_pairs(q_pids, g_pids, junk):
     """Every (query, gallery) pair with the same pid, gallery item not junk.
 
@@ -264,21 +318,20 @@ def _positive_ranks(dist, q_pids, g_pids, q_camids, g_camids, rules):
         tied = np.flatnonzero(equal > 1)
         if tied.size:
             ties[tied] = _earlier_ties(
-                dist, q_pids, g_pids, q_camids, g_camids, junk, rule,
+                dist, q_pids, g_pids, q_camids, g_camids, rule,
                 pos_q[tied], pos_g[tied], pos_d[tied],
             )  # fmt: skip
         ranks[rule] = less + ties + 1
     return pos_q, ranks
 
 
-def _earlier_ties(dist, q_pids, g_pids, q_camids, g_camids, junk, rule, tq, tg, td):
+def _earlier_ties(dist, q_pids, g_pids, q_camids, g_camids, rule, tq, tg, td):
     """For tied positives: valid items at the same distance earlier in the gallery."""
     out = np.zeros(len(tq), dtype=np.int64)
     gallery_index = np.arange(dist.shape[1])
     for q in np.unique(tq):
         sel = np.flatnonzero(tq == q)
-        same_cam = _same_camera(q_camids[q], g_camids)
-        ignored = junk | (same_cam & (g_pids == q_pids[q]) if rule == "market" else same_cam)
+        ignored = ignored_gallery(q_pids[q], q_camids[q], g_pids, g_camids, rule == "nd")
         equal = dist[q][None, :] == td[sel, None]
         earlier = gallery_index[None, :] < tg[sel, None]
         out[sel] = (equal & earlier & ~ignored[None, :]).sum(axis=1)

@@ -14,9 +14,10 @@ import pandas as pd
 from keras_reid.errors import ReIDError
 
 POOLING = ("mean", "max")
+REPRESENTATIVE = ("first", "middle")
 
 
-def pool_tracklets(features, table, method="mean"):
+def pool_tracklets(features, table, method="mean", representative="first"):
     """Pool frame features into tracklet features.
 
     Args:
@@ -24,11 +25,15 @@ def pool_tracklets(features, table, method="mean"):
         table: a video table (columns path, pid, camid, dataset, tracklet[, frame]);
             a tracklet is identified by (dataset, tracklet).
         method: "mean" (default, the usual choice) or "max" (element-wise).
+        representative: the frame whose path stands for the tracklet: "first"
+            (default) or "middle" (frame ``(n - 1) // 2`` of ``n``, the lower of
+            two middles, counted in frame-number order when the table has a
+            ``frame`` column, else in table order; what ranked-list figures show).
 
     Returns:
         ``(pooled, tracklets)``: a float32 (num_tracklets, d) array and a table
         with one row per tracklet, in order of first appearance: path (the
-        tracklet's first frame), pid, camid, dataset, tracklet, num_frames.
+        tracklet's representative frame), pid, camid, dataset, tracklet, num_frames.
 
     Raises:
         ReIDError: on an unknown method, a table without a tracklet column,
@@ -42,6 +47,11 @@ def pool_tracklets(features, table, method="mean"):
     """
     if method not in POOLING:
         raise ReIDError(f"unknown pooling {method!r}; expected one of: {', '.join(POOLING)}.")
+    if representative not in REPRESENTATIVE:
+        raise ReIDError(
+            f"unknown representative frame {representative!r}; "
+            f"expected one of: {', '.join(REPRESENTATIVE)}."
+        )
     if "tracklet" not in table.columns:
         raise ReIDError(
             "pool_tracklets needs a video table with a 'tracklet' column; got columns "
@@ -86,5 +96,10 @@ def pool_tracklets(features, table, method="mean"):
             if column in first_frames.columns
         }
     )
+    if representative == "middle" and "path" in frames.columns:
+        # Within each tracklet, frames in frame-number order (table order on ties).
+        within = frames["frame"].to_numpy() if "frame" in frames.columns else np.arange(len(frames))
+        by_frame = np.lexsort((np.arange(len(frames)), within, np.repeat(starts, sizes)))
+        tracklets["path"] = frames["path"].to_numpy()[by_frame[starts + (sizes - 1) // 2]]
     tracklets["num_frames"] = sizes
     return pooled.astype(np.float32, copy=False), tracklets
