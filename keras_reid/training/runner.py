@@ -180,8 +180,11 @@ class _EveryN(keras.callbacks.Callback):
 def fit(model, dataset, steps_per_epoch, options, callbacks, tables=()):
     """``model.fit`` with errors translated into one-line ReIDErrors.
 
-    A decoding failure is traced to the file(s) with ``find_unreadable``.
+    An image that cannot be read or decoded (any of the pipeline's
+    ``IMAGE_ERRORS``) is traced to the file(s) by ``explain_unreadable``.
     """
+    from keras_reid.data.pipeline import IMAGE_ERRORS, explain_unreadable
+
     try:
         return model.fit(
             dataset,
@@ -191,16 +194,8 @@ def fit(model, dataset, steps_per_epoch, options, callbacks, tables=()):
             verbose=options.verbose,
             shuffle=False,
         )
-    except tf.errors.InvalidArgumentError as error:
-        from keras_reid.data.pipeline import find_unreadable
-
-        bad = [path for table in tables for path in find_unreadable(table)]
-        if bad:
-            raise ReIDError(
-                f"{len(bad)} unreadable image(s), e.g. {', '.join(bad[:3])}; delete or "
-                "re-extract them (keras-reid datasets NAME:ROOT --check lists them all)."
-            ) from error
-        raise
+    except IMAGE_ERRORS as error:
+        raise explain_unreadable(error, tables) from error
 
 
 def save_model(model, path):

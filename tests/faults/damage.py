@@ -61,7 +61,8 @@ def damage(path, kind):
     elif kind == "broken_symlink":
         os.symlink(path + ".gone", path)
     elif kind == "symlink_loop":
-        other = path + ".loop.jpg"
+        # The other end is a hidden file, which dataset parsers do not list.
+        other = os.path.join(os.path.dirname(path), "." + os.path.basename(path))
         os.symlink(other, path)
         os.symlink(path, other)
     elif kind == "folder":
