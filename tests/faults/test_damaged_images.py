@@ -3,7 +3,7 @@
 One Market-1501-layout tree holds a damaged file of every kind that a folder
 listing can show (``tests/faults/damage.py``), spread so that each command
 meets some: two in train (on ids with exactly K images, so every P×K batch
-reads them), four in query (read first by ``evaluate``), three in the gallery.
+reads them), four in query (read first by ``evaluate``), two in the gallery.
 ``datasets --check``, ``evaluate`` and ``train embedding`` run as subprocesses
 of the installed ``keras-reid``, with stderr into a file or a pipe; the
 per-kind reasons are checked in-process by tests/data/test_pipeline.py.
