@@ -151,18 +151,22 @@ def cmd_datasets(args):
         datasets.append(load_dataset(name, root))
     print(pd.concat([d.summary() for d in datasets]).to_string(index=False))
     if args.check:
-        from keras_reid.data.pipeline import find_unreadable
+        from keras_reid.data.pipeline import find_unreadable, unreadable_error
 
+        # Decoded with the pipeline's own decoder: every file listed here would
+        # stop training or evaluation.
+        bad, where, seen = [], [], set()
         for dataset in datasets:
             for split, table in dataset.splits().items():
-                bad = find_unreadable(table)
-                if bad:
-                    from keras_reid.errors import ReIDError
-
-                    raise ReIDError(
-                        f"{dataset.name}/{split}: {len(bad)} unreadable image(s), e.g. "
-                        f"{', '.join(bad[:3])}; delete or re-extract them."
-                    )
+                found = [p for p in find_unreadable(table, reasons=True) if p[0] not in seen]
+                for path, reason in found:
+                    print(f"unreadable: {path} ({reason})")
+                seen.update(path for path, _ in found)
+                if found:
+                    where.append(f"{dataset.name}/{split}")
+                bad += found
+        if bad:
+            raise unreadable_error(bad, where, fix="listed above")
         print("every image decodes")
     if args.sheet:
         from keras_reid.data.sheet import contact_sheet

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from keras_reid.data.pipeline import inference_batches
+from keras_reid.data.pipeline import IMAGE_ERRORS, explain_unreadable, inference_batches
 from keras_reid.errors import ReIDError
 from keras_reid.inference import tta_views
 from keras_reid.layers.grouped import GroupedDense
@@ -182,13 +182,23 @@ def load_model(path, output="embedding"):
 
 def _as_paths(items):
     paths = [os.fspath(item) for item in items]
-    missing = [path for path in paths if not os.path.isfile(path)]
+    # Only what is not there at all: a folder, a symlink loop or a damaged
+    # file is named with its reason when it fails to decode (_explained).
+    missing = [path for path in paths if not os.path.lexists(path)]
     if missing:
         raise ReIDError(
             f"{len(missing)} image file(s) not found, e.g. {', '.join(missing[:3])}; "
             "pass existing image paths."
         )
     return paths
+
+
+def _explained(batches, source):
+    """Iterate the decoded ``batches`` of ``source``; a file that fails is named with why."""
+    try:
+        yield from batches
+    except IMAGE_ERRORS as error:
+        raise explain_unreadable(error, source) from error
 
 
 class FeatureExtractor:
@@ -281,10 +291,11 @@ class FeatureExtractor:
 
     def _batches(self, images):
         """(uint8 or float batches, count): arrays are sliced, paths decoded by tf.data."""
+        source = None
         if isinstance(images, pd.DataFrame):
             if "path" not in images:
                 raise ReIDError("the table has no 'path' column; pass a dataset table.")
-            images = list(images["path"])
+            source, images = images, list(images["path"])
         if isinstance(images, (str, os.PathLike)):
             images = [images]
         if isinstance(images, (list, tuple)):
@@ -293,7 +304,8 @@ class FeatureExtractor:
             if all(isinstance(item, (str, os.PathLike)) for item in images):
                 paths = _as_paths(images)
                 table = pd.DataFrame({"path": paths})
-                return inference_batches(table, self.spec.image_size, self.batch_size), len(paths)
+                batches = inference_batches(table, self.spec.image_size, self.batch_size)
+                return _explained(batches, paths if source is None else source), len(paths)
             if not all(isinstance(item, np.ndarray) for item in images):
                 raise ReIDError(
                     "a list to embed must hold only image paths or only uint8 arrays [H, W, 3]."

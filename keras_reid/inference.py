@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_reid.data.pipeline import load_image
+from keras_reid.data.pipeline import IMAGE_ERRORS, explain_unreadable, load_image
 from keras_reid.errors import ReIDError
 
 TTA_MODES = (None, "flip", "center-crop", "five-crop", "five-crop-flip")
@@ -113,6 +113,9 @@ def extract_features(
         crop_pad: relative enlargement for the crop modes (default 0.125).
         progress: show a progress bar.
 
+    Raises:
+        ReIDError: naming the files that cannot be read or decoded (and why).
+
     Example:
         >>> q = extract_features(model, market.query, tta="flip")
     """
@@ -169,7 +172,12 @@ def extract_features(
     with tqdm(
         total=len(paths), unit="img", desc="features", disable=not progress, leave=False
     ) as bar:
-        for images in dataset:
-            chunks.append(embed(images).numpy())
-            bar.update(len(chunks[-1]))
+        try:
+            for images in dataset:
+                chunks.append(embed(images).numpy())
+                bar.update(len(chunks[-1]))
+        except IMAGE_ERRORS as error:
+            raise explain_unreadable(
+                error, table if hasattr(table, "columns") else paths
+            ) from error
     return np.concatenate(chunks)

@@ -31,7 +31,7 @@ import pandas as pd
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from keras_reid.data.pipeline import inference_batches
+from keras_reid.data.pipeline import IMAGE_ERRORS, explain_unreadable, inference_batches
 from keras_reid.errors import ReIDError
 from keras_reid.inference import model_image_size, tta_views
 
@@ -178,6 +178,7 @@ def extract_trunk_features(stage1_model, paths, batch_size=128, progress=True):
     Example:
         >>> features = extract_trunk_features(model, market.query)  # [N, 2, 1024]
     """
+    source = paths
     paths = list(paths["path"]) if hasattr(paths, "columns") else list(paths)
     if not paths:
         raise ReIDError("extract_trunk_features: no images given.")
@@ -186,9 +187,14 @@ def extract_trunk_features(stage1_model, paths, batch_size=128, progress=True):
     batches = inference_batches(pd.DataFrame({"path": paths}), image_size, batch_size)
     chunks = []
     with tqdm(total=len(paths), unit="img", desc="trunk features", disable=not progress) as bar:
-        for images in batches:
-            chunks.append(both_views(images).numpy())
-            bar.update(len(chunks[-1]))
+        try:
+            for images in batches:
+                chunks.append(both_views(images).numpy())
+                bar.update(len(chunks[-1]))
+        except IMAGE_ERRORS as error:
+            raise explain_unreadable(
+                error, source if hasattr(source, "columns") else paths
+            ) from error
     return np.concatenate(chunks)
 
 
@@ -235,7 +241,7 @@ def cached_trunk_features(stage1_model, table, path, batch_size=128, progress=Tr
         logger.warning("feature cache: rebuilding %s: it was made with %s", path, reason)
     else:
         logger.info("feature cache: building %s (%s)", path, reason)
-    features = extract_trunk_features(stage1_model, paths, batch_size, progress)
+    features = extract_trunk_features(stage1_model, table, batch_size, progress)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temporary = f"{path}.tmp-{os.getpid()}"
     try:

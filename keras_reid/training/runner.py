@@ -155,8 +155,11 @@ def fit(model, batches, steps_per_epoch, options, callbacks, tables=(), start_st
         start_step: the global step to start at (a resumed run's). A resume
             inside an epoch finishes that epoch first, then runs the others.
 
-    A decoding failure is traced to the file(s) with ``find_unreadable``.
+    An image that cannot be read or decoded (any of the pipeline's
+    ``IMAGE_ERRORS``) is traced to the file(s) by ``explain_unreadable``.
     """
+    from keras_reid.data.pipeline import IMAGE_ERRORS, explain_unreadable
+
     make = batches if callable(batches) else (lambda step: batches)
     epoch, step = divmod(start_step, steps_per_epoch)
     parts = []
@@ -178,13 +181,5 @@ def fit(model, batches, steps_per_epoch, options, callbacks, tables=(), start_st
                 shuffle=False,
             )
         return history
-    except tf.errors.InvalidArgumentError as error:
-        from keras_reid.data.pipeline import find_unreadable
-
-        bad = [path for table in tables for path in find_unreadable(table)]
-        if bad:
-            raise ReIDError(
-                f"{len(bad)} unreadable image(s), e.g. {', '.join(bad[:3])}; delete or "
-                "re-extract them (keras-reid datasets NAME:ROOT --check lists them all)."
-            ) from error
-        raise
+    except IMAGE_ERRORS as error:
+        raise explain_unreadable(error, tables) from error

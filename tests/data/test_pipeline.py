@@ -14,6 +14,8 @@ import tensorflow as tf
 
 from keras_reid.data.dataset import make_table
 from keras_reid.data.pipeline import (
+    IMAGE_ERRORS,
+    explain_unreadable,
     find_unreadable,
     inference_batches,
     load_image,
@@ -22,6 +24,7 @@ from keras_reid.data.pipeline import (
     unlabeled_batches,
 )
 from keras_reid.errors import ReIDError
+from tests.faults.damage import DAMAGE, damage
 
 SIZE = (32, 16)
 FORMATS = (".jpg", ".png", ".bmp")
@@ -283,6 +286,90 @@ def test_find_unreadable_names_missing_empty_and_damaged_files(broken):
     assert find_unreadable(table.head(3)) == []
 
 
+def damaged_name(kind):
+    return f"{kind}.png" if kind.endswith("png") else f"{kind}.jpg"
+
+
+def readable(path):
+    try:
+        with open(path, "rb"):
+            return True
+    except OSError:
+        return False
+
+
+ROOT_READS_EVERYTHING = (
+    "root reads chmod-000 files; tests/faults/test_damaged_images.py checks this case in a "
+    "subprocess without CAP_DAC_OVERRIDE"
+)
+
+
+@pytest.mark.parametrize("kind", list(DAMAGE))
+def test_find_unreadable_gives_each_damaged_file_its_reason(tmp_path, tables, kind):
+    bad = damage(tmp_path / damaged_name(kind), kind)
+    if kind == "no_permission" and readable(bad):
+        pytest.skip(ROOT_READS_EVERYTHING)
+    good = tables["alpha"].head(3)
+    table = pd.concat([good.head(2), make_table([(bad, 1, 0)], "alpha"), good.tail(1)])
+    assert find_unreadable(table) == [bad]
+    assert find_unreadable(table, reasons=True) == [(bad, DAMAGE[kind])]
+
+
+def test_half_a_jpeg_is_unreadable_although_opencv_opens_it(tmp_path):
+    # The pipeline decodes with TensorFlow, which refuses what OpenCV patches up.
+    path = damage(tmp_path / "half.jpg", "truncated_jpeg")
+    assert cv2.imread(path) is not None
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        load_image(path, SIZE)
+    assert find_unreadable([path], reasons=True) == [(path, "truncated JPEG")]
+
+
+def test_find_unreadable_lists_every_kind_in_table_order(tmp_path, tables):
+    # Root reads chmod-000 files: see test_find_unreadable_gives_each_damaged_file_its_reason.
+    kinds = [kind for kind in DAMAGE if kind != "no_permission"]
+    good = list(tables["alpha"].path[: len(kinds) + 1])
+    paths, expected = [good[0]], []
+    for kind, ok in zip(kinds, good[1:], strict=True):
+        path = damage(tmp_path / damaged_name(kind), kind)
+        paths += [path, ok]
+        expected.append((path, DAMAGE[kind]))
+    assert find_unreadable(paths, reasons=True) == expected
+
+
+def test_explain_unreadable_names_the_files_their_reasons_and_the_fix(tmp_path, tables):
+    bad = [damage(tmp_path / damaged_name(k), k) for k in ("truncated_jpeg", "empty", "text")]
+    bad.append(damage(tmp_path / "x" / "d.jpg", "folder"))
+    table = pd.concat([tables["alpha"].head(2), make_table([(p, 1, 0) for p in bad], "alpha")])
+    with pytest.raises(tf.errors.OpError) as caught:
+        list(inference_batches(table, SIZE))
+    error = explain_unreadable(caught.value, {"alpha/train": table})
+    assert isinstance(error, ReIDError)
+    assert str(error) == (
+        f"4 unreadable image(s) in alpha/train, e.g. {bad[0]} (truncated JPEG), {bad[1]} "
+        f"(empty file), {bad[2]} (not an image), ...; delete or re-extract them "
+        "(keras-reid datasets NAME:ROOT --check lists them all)."
+    )
+
+
+def test_explain_unreadable_reraises_when_every_file_reads(tables):
+    error = tf.errors.InvalidArgumentError(None, None, "not about images")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="not about images"):
+        try:
+            raise error
+        except tf.errors.InvalidArgumentError as caught:
+            raise explain_unreadable(caught, tables["alpha"]) from caught
+
+
+@pytest.mark.parametrize("kind", ["truncated_jpeg", "symlink_loop", "folder"])
+def test_every_pipeline_error_of_a_damaged_file_is_explained(tmp_path, tables, kind):
+    # Each kind fails inside TensorFlow with another error class.
+    bad = damage(tmp_path / damaged_name(kind), kind)
+    table = pd.concat([tables["alpha"].head(2), make_table([(bad, 1, 0)], "alpha")])
+    with pytest.raises(IMAGE_ERRORS) as caught:
+        list(inference_batches(table, SIZE))
+    assert f"{bad} ({DAMAGE[kind]})" in str(explain_unreadable(caught.value, table))
+
+
 def test_decoding_error_names_a_file_that_is_not_an_image(broken):
     table, bad = broken
     with pytest.raises(tf.errors.InvalidArgumentError, match="garbage.jpg"):
@@ -291,5 +378,13 @@ def test_decoding_error_names_a_file_that_is_not_an_image(broken):
 
 def test_cache_refuses_unreadable_files_naming_them(broken):
     table, _ = broken
-    with pytest.raises(ReIDError, match="garbage.jpg"):
+    with pytest.raises(ReIDError, match=r"4 unreadable image\(s\) in alpha, e\.g\. .*garbage.jpg"):
         pk_batches(table, p=1, k=2, image_size=SIZE, cache=True)
+
+
+def test_cache_names_a_truncated_jpeg_and_a_symlink_loop(tmp_path, tables):
+    bad = [damage(tmp_path / "t.jpg", "truncated_jpeg"), damage(tmp_path / "l.jpg", "symlink_loop")]
+    table = pd.concat([tables["alpha"], make_table([(p, 99, 0) for p in bad], "alpha")])
+    with pytest.raises(ReIDError) as caught:
+        unlabeled_batches(table, batch_size=2, image_size=SIZE, cache=True)
+    assert f"{bad[0]} (truncated JPEG), {bad[1]} (symlink loop)" in str(caught.value)
