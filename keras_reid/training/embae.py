@@ -78,7 +78,7 @@ import tensorflow as tf
 import yaml
 from tqdm.auto import tqdm
 
-from keras_reid.config import call_section, check_sections, prepare_run_dir
+from keras_reid.config import call_section, check_run_dir, check_sections, prepare_run_dir
 from keras_reid.errors import ReIDError
 from keras_reid.fileio import write_text
 from keras_reid.metrics import evaluate, probe_accuracy
@@ -91,8 +91,13 @@ from keras_reid.models.embae import (
     stage1_dimensions,
     with_nuisance_groups,
 )
-from keras_reid.reporting import SCORE_COLUMNS, score_table
-from keras_reid.training.embedding import TrainingData, _load, train_embedding
+from keras_reid.reporting import SCORE_COLUMNS, load_keras_model, score_table
+from keras_reid.training.embedding import (
+    TrainingData,
+    _load,
+    check_embedding_config,
+    train_embedding,
+)
 from keras_reid.training.feature_cache import cached_trunk_features
 from keras_reid.training.runner import save_model
 
@@ -472,20 +477,24 @@ def _runnable_variants(variants, data):
     return kept
 
 
-def _stage1(config, data, out, resume):
-    """The stage-1 embedding model: loaded from ``embedding.model_path`` or trained."""
+def _stage1_plan(config, data, out, resume):
+    """Check stage 1 before anything is written; return ``(model or None, section, path)``.
+
+    The model is the one ``embedding.model_path`` names, or a finished stage 1
+    being resumed; None means stage 1 is to be trained from ``section``, which
+    has then been checked like :func:`train_embedding` checks it.
+    """
     section = copy.deepcopy(config.get("embedding") or {})
+    if not isinstance(section, dict):
+        raise ReIDError(
+            f"config: section embedding must be a mapping of keys, not {section!r}; see "
+            "train_scripts/configs/embae_synth.yaml."
+        )
     if "data" in section:
         raise ReIDError(
             "embedding.data: stage 1 trains on the top-level data.sources; remove embedding.data."
         )
     model_path = section.pop("model_path", None)
-    expected = None
-    if "model" in section:
-        # Sizes only: weights are not needed to know the shapes a config gives.
-        options = {**section["model"], "weights": None}
-        where = "embedding.model"
-        expected = stage1_dimensions(call_section(build_embedding_model, {where: options}, where))
     if model_path:
         model_path = os.path.abspath(os.path.expandvars(os.path.expanduser(str(model_path))))
         if not os.path.isfile(model_path):
@@ -493,29 +502,42 @@ def _stage1(config, data, out, resume):
                 f"embedding.model_path: no file {model_path}; give a trained stage-1 .keras "
                 "model, or remove the key to train stage 1."
             )
-        print(f"EmbAE stage 1: using the trained embedding {model_path}", flush=True)
-        model = keras.models.load_model(model_path)
+        model = load_keras_model(model_path)
     else:
-        folder = os.path.join(out, "embedding")
-        model_path = os.path.join(folder, "model.keras")
+        model_path = os.path.join(os.path.abspath(out), "embedding", "model.keras")
+        model = None
         if resume and os.path.isfile(model_path):
-            print(f"EmbAE stage 1: reusing {model_path}", flush=True)
             model = keras.models.load_model(model_path)
         else:
-            names = ", ".join(d.name for d in data.sources)
-            print(f"EmbAE stage 1: metric embedding on {names}", flush=True)
             # Recorded in embedding/config.yaml; the datasets themselves are passed loaded.
             section["data"] = {"train": config["data"]["sources"], "val": config["data"]["target"]}
-            stage1_data = TrainingData(data.sources, data.target)
-            model = train_embedding(section, folder, resume=resume, data=stage1_data)
-    found = stage1_dimensions(model)
-    if expected is not None and found[:2] != expected[:2]:
-        raise ReIDError(
-            f"stage-1 model {model_path} has input {found[0]} and {found[1]} trunk features, "
-            f"but embedding.model gives input {expected[0]} and {expected[1]} trunk features; "
-            "point model_path at a model trained with this config's trunk and image size."
-        )
-    return model
+            check_embedding_config(section, TrainingData(data.sources, data.target))
+    if model is not None and "model" in section:
+        # Sizes only: weights are not needed to know the shapes a config gives.
+        options = {**section["model"], "weights": None}
+        where = "embedding.model"
+        expected = stage1_dimensions(call_section(build_embedding_model, {where: options}, where))
+        found = stage1_dimensions(model)
+        if found[:2] != expected[:2]:
+            raise ReIDError(
+                f"stage-1 model {model_path} has input {found[0]} and {found[1]} trunk "
+                f"features, but embedding.model gives input {expected[0]} and {expected[1]} "
+                "trunk features; point model_path at a model trained with this config's trunk "
+                "and image size."
+            )
+    return model, section, model_path
+
+
+def _stage1(plan, data, out, resume):
+    """The stage-1 embedding model: the planned one, or trained now into ``out/embedding``."""
+    model, section, model_path = plan
+    if model is not None:
+        print(f"EmbAE stage 1: using the trained embedding {model_path}", flush=True)
+        return model
+    names = ", ".join(d.name for d in data.sources)
+    print(f"EmbAE stage 1: metric embedding on {names}", flush=True)
+    stage1_data = TrainingData(data.sources, data.target)
+    return train_embedding(section, os.path.join(out, "embedding"), resume=resume, data=stage1_data)
 
 
 def _stage_options(config, section):
@@ -574,10 +596,12 @@ def train_embae(config, out, resume=False, print_table=True):
     autoencoder = _autoencoder_options(config)
     data = call_section(load_embae_data, config, "data")
     variants = _runnable_variants(variants, data)
+    check_run_dir(out, config, resume=resume)
+    plan = _stage1_plan(config, data, out, resume)
     out = prepare_run_dir(out, config, resume=resume)
     keras.utils.set_random_seed(options.seed)
 
-    stage1 = _stage1(config, data, out, resume)
+    stage1 = _stage1(plan, data, out, resume)
     _, feature_dim, hidden, embedding_dim = stage1_dimensions(stage1)
     sizes = {"feature_dim": feature_dim, "embedding_dim": embedding_dim, "hidden": hidden}
 
@@ -620,7 +644,7 @@ def train_embae(config, out, resume=False, print_table=True):
     for step, variant in enumerate(variants):
         nui = VARIANT_NUI[variant]
         folder = os.path.join(out, variant)
-        model = _finished(folder, resume)
+        model = _finished(folder, resume, inference=options.export_inference)
         if model is None:
             seed = options.seed + 200 + 10 * step
             stages = (finetune, finetune_nui)
@@ -642,9 +666,16 @@ def train_embae(config, out, resume=False, print_table=True):
     return results
 
 
-def _finished(folder, resume):
-    """The model a finished stage saved in ``folder``, when resuming; else None."""
+def _finished(folder, resume, inference=False):
+    """The model a finished stage saved in ``folder``, when resuming; else None.
+
+    ``model.keras`` is the last file a stage writes (:func:`_save_stage`), so
+    it marks a finished stage; with ``inference``, the stage also needs its
+    inference.keras (a run of an older version may lack it: the stage is run again).
+    """
     path = os.path.join(folder, "model.keras")
+    if inference and not os.path.isfile(os.path.join(folder, "inference.keras")):
+        return None
     if resume and os.path.isfile(path):
         print(f"EmbAE: reusing {path}", flush=True)
         return keras.models.load_model(path)
@@ -652,14 +683,17 @@ def _finished(folder, resume):
 
 
 def _save_stage(folder, model, nui, keys, stage1=None):
-    """model.keras and groups.json (and, given ``stage1``, inference.keras) in ``folder``."""
+    """groups.json (and, given ``stage1``, inference.keras), then model.keras, in ``folder``.
+
+    model.keras comes last: a resumed run takes it as the sign of a finished stage.
+    """
     os.makedirs(folder, exist_ok=True)
     groups = json.dumps({"nui": nui, "groups": keys}, indent=1) + "\n"
     write_text(os.path.join(folder, "groups.json"), groups)
-    save_model(model, os.path.join(folder, "model.keras"))
     if stage1 is not None:
         inference = build_embae_inference_model(stage1, model)
         save_model(inference, os.path.join(folder, "inference.keras"))
+    save_model(model, os.path.join(folder, "model.keras"))
 
 
 def _pretrain(model, nui, keys, sources, stage, options, folder, seed):

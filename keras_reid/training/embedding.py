@@ -111,6 +111,55 @@ def as_output_dict(dataset, output="embedding"):
     return dataset.map(lambda images, pids: (images, {output: pids}))
 
 
+def _build(config, data, options, strategy):
+    """The compiled model, steps per epoch and batch-stream factory of a config.
+
+    Everything a config can get wrong is checked here, before a run writes anything.
+    """
+    with strategy.scope():
+        model = call_section(build_embedding_model, config, "model")
+        image_size = model_image_size(model)
+        batches = config.get("batches") or {}
+        steps = steps_per_epoch(data.tables, batches.get("p", 18), batches.get("k", 4))
+        schedule = call_section(ExponentialDecayAfter, config, "schedule", steps_per_epoch=steps)
+        loss = build_loss(config)
+        model.compile(
+            optimizer=keras.optimizers.Adam(schedule),
+            loss={"embedding": loss},
+            metrics={"embedding": triplet_metrics(getattr(loss, "margin", "soft"))},
+        )
+
+    def make_batches(start_step):
+        dataset = call_section(
+            pk_batches,
+            config,
+            "batches",
+            exclude=("with_meta",),
+            tables=data.tables,
+            image_size=image_size,
+            seed=options.seed,
+            num_replicas=strategy.num_replicas_in_sync,
+            start_step=start_step,
+        )
+        return as_output_dict(dataset)
+
+    make_batches(0)
+    return model, steps, make_batches
+
+
+def check_embedding_config(config, data=None):
+    """Check a config as :func:`train_embedding` does before writing, writing nothing.
+
+    For recipes that train an embedding later (EmbAE's stage 1), so that a
+    typo there is refused before their run folder exists.
+    """
+    check_sections(config, SECTIONS)
+    options = call_section(TrainOptions, config, "train")
+    data = data or call_section(load_training_data, config, "data")
+    with runtime(options) as strategy:
+        _build(config, data, options, strategy)
+
+
 def train_embedding(config, out, resume=False, data=None):
     """Train a metric embedding from a config mapping; returns the trained model.
 
@@ -141,36 +190,7 @@ def train_embedding(config, out, resume=False, data=None):
         return keras.models.load_model(final)
     data = data or call_section(load_training_data, config, "data")
     with runtime(options) as strategy:
-        with strategy.scope():
-            model = call_section(build_embedding_model, config, "model")
-            image_size = model_image_size(model)
-            batches = config.get("batches") or {}
-            steps = steps_per_epoch(data.tables, batches.get("p", 18), batches.get("k", 4))
-            schedule = call_section(
-                ExponentialDecayAfter, config, "schedule", steps_per_epoch=steps
-            )
-            loss = build_loss(config)
-            model.compile(
-                optimizer=keras.optimizers.Adam(schedule),
-                loss={"embedding": loss},
-                metrics={"embedding": triplet_metrics(getattr(loss, "margin", "soft"))},
-            )
-
-        def make_batches(start_step):
-            dataset = call_section(
-                pk_batches,
-                config,
-                "batches",
-                exclude=("with_meta",),
-                tables=data.tables,
-                image_size=image_size,
-                seed=options.seed,
-                num_replicas=strategy.num_replicas_in_sync,
-                start_step=start_step,
-            )
-            return as_output_dict(dataset)
-
-        make_batches(0)  # checks the batches section before the run folder is written
+        model, steps, make_batches = _build(config, data, options, strategy)
         out = prepare_run_dir(out, config, resume=resume)
         validation = None
         if options.validate_every and data.validation is not None:
