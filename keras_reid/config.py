@@ -21,6 +21,8 @@ import inspect
 import json
 import os
 import re
+import types
+import typing
 
 import yaml
 
@@ -62,8 +64,13 @@ def load_config(path, overrides=(), _seen=None):
     if not os.path.isfile(path):
         raise ReIDError(f"config: no file {path}; pass the path of a YAML config.")
     try:
-        with open(path, encoding="utf-8") as stream:
+        with open(path, encoding="utf-8-sig") as stream:
             config = _parse(stream) or {}
+    except UnicodeDecodeError as error:
+        raise ReIDError(
+            f"config: {path} is not UTF-8 text (byte {error.start}: "
+            f"{error.object[error.start]:#04x}); save it as UTF-8."
+        ) from None
     except yaml.YAMLError as error:
         raise ReIDError(f"config: {path} is not valid YAML: {str(error).splitlines()[0]}") from None
     if not isinstance(config, dict):
@@ -71,6 +78,10 @@ def load_config(path, overrides=(), _seen=None):
             f"config: {path} must be a mapping of sections, not {type(config).__name__}."
         )
     base = config.pop("base", None)
+    if base is not None and not isinstance(base, str):
+        raise ReIDError(
+            f"config: {path}: base must be the path of one config (base: other.yaml), not {base!r}."
+        )
     if base is not None:
         parent = load_config(os.path.join(os.path.dirname(path), base), (), seen + [path])
         config = _merge(parent, config)
@@ -119,8 +130,64 @@ def accepted_keys(fn, exclude=()):
     ]
 
 
+def section_options(config, section):
+    """The mapping ``config[section]`` (empty when absent); anything else is an error."""
+    options = config.get(section)
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise ReIDError(
+            f"config: section {section} must be a mapping of keys (such as {section}: "
+            f"{{key: value}}), not {options!r}."
+        )
+    return dict(options)
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _allowed_types(annotation):
+    """The value types an annotation such as ``int``, ``float`` or ``int | None`` allows."""
+    members = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else ()
+    allowed = set(members or (annotation,))
+    if not allowed <= {int, float, bool, str, type(None)}:
+        return None  # not a plain scalar annotation: the function checks its own values
+    if float in allowed:
+        allowed.add(int)  # 3 is a fine learning rate
+    return allowed
+
+
+def check_types(fn, options, section):
+    """Refuse values whose type differs from ``fn``'s scalar annotations (``int``, ``str | None``).
+
+    YAML gives ``abc`` and ``1.5`` as a string and a float: for ``epochs: int``
+    both are errors naming the key, not a traceback later on.
+    """
+    parameters = inspect.signature(fn).parameters
+    for key, value in options.items():
+        annotation = parameters[key].annotation if key in parameters else inspect.Parameter.empty
+        allowed = None if annotation is inspect.Parameter.empty else _allowed_types(annotation)
+        if allowed is None:
+            continue
+        kind = bool if isinstance(value, bool) else type(value)
+        if kind not in allowed:
+            names = [_TYPE_NAMES[t] for t in (int, float, bool, str) if t in allowed]
+            if int in allowed and float in allowed:
+                names.remove("an integer")
+            if type(None) in allowed:
+                names.append("null")
+            raise ReIDError(
+                f"config: {section}.{key} must be {' or '.join(names)}. Received: "
+                f"{section}.{key}={value!r}"
+            )
+
+
 def call_section(fn, config, section, exclude=(), **fixed):
     """Call ``fn(**config[section], **fixed)``, refusing keys that ``fn`` does not take.
+
+    Values are checked against ``fn``'s scalar annotations (:func:`check_types`);
+    a ``TypeError`` or ``ValueError`` that ``fn`` raises about a value becomes
+    a one-line ReIDError naming the section.
 
     Args:
         fn: the library function the section configures.
@@ -129,7 +196,7 @@ def call_section(fn, config, section, exclude=(), **fixed):
         exclude: parameters of ``fn`` that the config may not set (they are in ``fixed``).
         **fixed: arguments the caller supplies itself.
     """
-    options = dict(config.get(section) or {})
+    options = section_options(config, section)
     valid = accepted_keys(fn, exclude=tuple(exclude) + tuple(fixed))
     unknown = sorted(set(options) - set(valid))
     if unknown:
@@ -137,7 +204,16 @@ def call_section(fn, config, section, exclude=(), **fixed):
             f"config: unknown key(s) {', '.join(f'{section}.{k}' for k in unknown)}; "
             f"valid keys of {section}: {', '.join(valid)}."
         )
-    return fn(**options, **fixed)
+    check_types(fn, options, section)
+    try:
+        return fn(**options, **fixed)
+    except ReIDError:
+        raise
+    except (TypeError, ValueError) as error:
+        given = ", ".join(f"{section}.{k}={v!r}" for k, v in options.items()) or "no keys"
+        raise ReIDError(
+            f"config: section {section} ({given}) was refused: {error}. Check these values."
+        ) from error
 
 
 def _comparable(config):

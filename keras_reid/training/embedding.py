@@ -23,7 +23,13 @@ from dataclasses import dataclass
 
 import keras
 
-from keras_reid.config import call_section, check_run_dir, check_sections, prepare_run_dir
+from keras_reid.config import (
+    call_section,
+    check_run_dir,
+    check_sections,
+    prepare_run_dir,
+    section_options,
+)
 from keras_reid.data import load_dataset, parse_spec
 from keras_reid.data.pipeline import pk_batches, steps_per_epoch
 from keras_reid.errors import ReIDError
@@ -102,8 +108,14 @@ def triplet_metrics(margin="soft"):
 
 def build_loss(config):
     """The loss of the ``loss`` section: ``name`` plus the loss's own arguments."""
-    options = dict(config.get("loss") or {"name": "batch_hard"})
-    return get_loss(options.pop("name", "batch_hard"), **options)
+    options = section_options(config, "loss") or {"name": "batch_hard"}
+    name = options.pop("name", "batch_hard")
+    try:
+        return get_loss(name, **options)
+    except ReIDError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise ReIDError(f"config: loss {name!r} refused its arguments: {error}") from error
 
 
 def as_output_dict(dataset, output="embedding"):

@@ -62,8 +62,16 @@ class TrainOptions:
     verbose: int = 1
 
     def __post_init__(self):
-        if self.epochs < 1:
-            raise ReIDError(f"train.epochs must be >= 1, got {self.epochs}.")
+        for name, minimum in (("epochs", 1), ("checkpoint_every", 1), ("validate_every", 0)):
+            if getattr(self, name) < minimum:
+                raise ReIDError(f"train.{name} must be >= {minimum}, got {getattr(self, name)}.")
+        if self.backup_steps is not None and self.backup_steps < 1:
+            raise ReIDError(
+                f"train.backup_steps must be >= 1 or null (epoch ends only), got "
+                f"{self.backup_steps}."
+            )
+        if self.verbose not in (0, 1, 2):
+            raise ReIDError(f"train.verbose must be 0, 1 or 2, got {self.verbose}.")
         if self.distribute not in (None, "mirrored"):
             raise ReIDError(
                 f"train.distribute must be null or 'mirrored', got {self.distribute!r}."
