@@ -60,9 +60,9 @@ def _not_a_model(path, error):
         )
     if is_keras:
         return (
-            f"{path} exists but is not a loadable Keras model file (damaged, or saved by an "
-            f"incompatible version: {reason}); pass a .keras file saved by keras_reid, or "
-            "copy it again from the run folder."
+            f"{path} exists but is not a loadable Keras model file (damaged, or it needs code "
+            f"or a version this installation lacks: {reason}); pass a .keras file saved by "
+            "keras_reid, or copy it again from the run folder."
         )
     if is_zip:
         return (

@@ -654,3 +654,16 @@ def test_version_folders_are_ascii_numbers(tmp_path):
         with pytest.raises(ReIDError, match="VERSION in ASCII digits 0-9"):
             version_folder(tmp_path / "emb" / version)
     assert version_folder(tmp_path / "emb" / "12") == str(tmp_path / "emb" / "12")
+
+
+def test_models_with_non_finite_weights_or_outputs_are_not_exported(tmp_path):
+    model = tiny_model()
+    kernel, bias = model.get_layer("embedding").get_weights()
+    model.get_layer("embedding").set_weights([kernel, np.array([0, np.inf, 0, 0], "float32")])
+    with pytest.raises(ReIDError, match=r"model 'tiny': 1 of 2 weights hold NaN or infinity"):
+        export_saved_model(model, tmp_path / "m" / "1")
+    # Finite weights whose output overflows float32 on a mid-grey image (128 * 3 * 1e37).
+    model.get_layer("embedding").set_weights([np.full_like(kernel, 1e37), np.zeros_like(bias)])
+    with pytest.raises(ReIDError, match=r"non-finite embeddings .* for 1 of 1 mid-grey test image"):
+        export_saved_model(model, tmp_path / "m" / "1")
+    assert not (tmp_path / "m").exists()
