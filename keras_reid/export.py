@@ -17,6 +17,12 @@ take ``group`` int32 ``[batch]``, and the run's ``groups.json`` (which group
 is which dataset/camera) is copied into ``assets.extra/``. ``tta="flip"``
 averages every output over the image and its mirror inside the graph.
 
+Every signature checks its inputs inside the graph (TF Serving does not):
+images of another height, width, channel count or rank, an ``encoded`` or
+``group`` that is not a vector, or a ``group`` of another length is an
+``INVALID_ARGUMENT`` error naming the expected and the received shape. A
+model whose weights or outputs are not finite (a diverged run) is refused.
+
 The graph is plain TensorFlow: loading it needs neither Keras nor keras_reid.
 """
 

@@ -197,9 +197,10 @@ def serve_outputs(model, spec, images, group=None, tta=None, normalize=True):
 
     Args:
         model: the Keras model; ``spec`` its :func:`inspect_model`.
-        images: uint8 (or float) raw RGB ``[B, H, W, 3]`` at the model's size.
+        images: uint8 (or float) raw RGB ``[B, H, W, 3]`` at the model's size
+            (checked in the graph: another shape is an InvalidArgumentError).
         group: int32 ``[B]`` θ_nui groups, for a model with a group input
-            (None: group 0 for every image).
+            (None: group 0 for every image; checked to be one per image).
         tta: None or "flip" (each output averaged over the image and its mirror).
         normalize: L2-normalise the embedding (the nuisance is never normalised).
     """
@@ -231,8 +232,10 @@ def load_model(path, output="embedding"):
     """Load a keras_reid ``.keras`` model, with one-line errors for a wrong path or model.
 
     ``keras.models.load_model(path)`` works too after ``import keras_reid``;
-    this adds the checks: the file exists, is a Keras model, and has the
-    ``output`` (default "embedding").
+    this adds the checks: the file exists, is a Keras model, has the
+    ``output`` (default "embedding"), takes RGB images and holds no NaN or
+    infinite weight. A model whose single plain-tensor output comes from a
+    layer named "embedding" is returned wrapped with a dict output.
 
     Example:
         >>> model = keras_reid.load_model("runs/emb/model.keras")
