@@ -17,6 +17,12 @@ take ``group`` int32 ``[batch]``, and the run's ``groups.json`` (which group
 is which dataset/camera) is copied into ``assets.extra/``. ``tta="flip"``
 averages every output over the image and its mirror inside the graph.
 
+Every signature checks its inputs inside the graph (TF Serving does not):
+images of another height, width, channel count or rank, an ``encoded`` or
+``group`` that is not a vector, or a ``group`` of another length is an
+``INVALID_ARGUMENT`` error naming the expected and the received shape. A
+model whose weights or outputs are not finite (a diverged run) is refused.
+
 The graph is plain TensorFlow: loading it needs neither Keras nor keras_reid.
 """
 
@@ -24,6 +30,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 
@@ -31,8 +38,15 @@ import keras
 import tensorflow as tf
 
 from keras_reid.errors import ReIDError
-from keras_reid.extractor import check_served_tta, inspect_model, load_model, serve_outputs
+from keras_reid.extractor import (
+    check_batch,
+    check_served_tta,
+    inspect_model,
+    load_model,
+    serve_outputs,
+)
 from keras_reid.fileio import as_created, install_folder
+from keras_reid.reporting import as_dict_outputs, check_finite_features, check_finite_weights
 
 SIGNATURES = ("serving_default", "embed_encoded")
 
@@ -58,33 +72,28 @@ def _signatures(model, spec, tta):
     height, width = spec.image_size
     images_spec = tf.TensorSpec([None, height, width, 3], tf.uint8, name="images")
     encoded_spec = tf.TensorSpec([None], tf.string, name="encoded")
+
+    def decode(encoded):
+        return decode_images(check_batch(encoded, "encoded"), spec.image_size)
+
     if spec.groups == 1:
 
         def serve_images(images):
             return serve_outputs(model, spec, images, tta=tta)
 
         def serve_encoded(encoded):
-            return serve_outputs(model, spec, decode_images(encoded, spec.image_size), tta=tta)
+            return serve_outputs(model, spec, decode(encoded), tta=tta)
 
         return [(serve_images, [images_spec]), (serve_encoded, [encoded_spec])]
 
     group_spec = tf.TensorSpec([None], tf.int32, name="group")
 
-    def with_group(images, group):
-        check = tf.debugging.assert_equal(
-            tf.shape(group)[0],
-            tf.shape(images)[0],
-            message="group needs one int32 entry per image",
-        )
-        with tf.control_dependencies([check]):
-            images = tf.identity(images)
+    # serve_outputs checks the shape of images and group (one int32 per image).
+    def serve_images(images, group):
         return serve_outputs(model, spec, images, group, tta=tta)
 
-    def serve_images(images, group):
-        return with_group(images, group)
-
     def serve_encoded(encoded, group):
-        return with_group(decode_images(encoded, spec.image_size), group)
+        return serve_outputs(model, spec, decode(encoded), group, tta=tta)
 
     return [
         (serve_images, [images_spec, group_spec]),
@@ -113,13 +122,17 @@ def _read_groups(path, groups):
 
 
 def version_folder(out):
-    """``out`` as an absolute path, checked to be ``.../NAME/VERSION`` with VERSION a number."""
+    """``out`` as an absolute path, checked to be ``.../NAME/VERSION`` with VERSION a number.
+
+    VERSION is ASCII digits only: TF Serving parses it as an integer, and
+    ``str.isdigit`` also accepts other scripts' digits (``"١"``) and ``"²"``.
+    """
     out = os.path.abspath(os.path.expanduser(os.fspath(out)))
     version = os.path.basename(out)
-    if not version.isdigit() or not os.path.basename(os.path.dirname(out)):
+    if not re.fullmatch(r"[0-9]+", version) or not os.path.basename(os.path.dirname(out)):
         raise ReIDError(
-            f"--out {out} is not a NAME/VERSION folder: TF Serving serves only numbered "
-            "version folders; use e.g. saved_models/my_model/1."
+            f"--out {out} is not a NAME/VERSION folder with VERSION in ASCII digits 0-9: TF "
+            "Serving serves only numbered version folders; use e.g. saved_models/my_model/1."
         )
     if os.path.exists(out) and not os.path.isdir(out):
         raise ReIDError(f"{out} exists and is not a folder; choose another --out.")
@@ -181,8 +194,12 @@ def export_saved_model(model, out, tta=None, overwrite=False, groups_file=None):
     source = None
     if isinstance(model, (str, os.PathLike)):
         source = os.path.abspath(os.path.expanduser(os.fspath(model)))
-        model = load_model(source)
+        model = load_model(source)  # checks the weights too, naming the file
+    elif isinstance(model, keras.Model):
+        model = as_dict_outputs(model)
+        check_finite_weights(model)
     spec = inspect_model(model)
+    _check_finite_outputs(model, spec, source or f"model {model.name!r}")
     groups = None
     if spec.groups > 1:
         if groups_file is None and source is not None:
@@ -223,6 +240,13 @@ def export_saved_model(model, out, tta=None, overwrite=False, groups_file=None):
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     return out
+
+
+def _check_finite_outputs(model, spec, where):
+    """ReIDError when a mid-grey image gives non-finite outputs (finite weights can overflow)."""
+    grey = tf.fill([1, *spec.image_size, 3], tf.constant(128, tf.uint8))
+    for name, values in serve_outputs(model, spec, grey, normalize=False).items():
+        check_finite_features(values.numpy(), where, f"mid-grey test image ({name})")
 
 
 def signature_lines(spec):

@@ -26,7 +26,12 @@ from keras_reid.data.pipeline import IMAGE_ERRORS, explain_unreadable, inference
 from keras_reid.errors import ReIDError
 from keras_reid.inference import tta_views
 from keras_reid.layers.grouped import GroupedDense
-from keras_reid.reporting import load_keras_model
+from keras_reid.reporting import (
+    as_dict_outputs,
+    check_finite_features,
+    check_finite_weights,
+    load_keras_model,
+)
 
 # The outputs a served model returns, in this order, where the model has them.
 SERVED_OUTPUTS = ("embedding", "nuisance")
@@ -65,7 +70,8 @@ def inspect_model(model):
 
     A servable model takes raw RGB images ``[batch, H, W, 3]`` (a single input,
     or a dict input "images" with an optional int "group") and has a named
-    output "embedding" (and, for EmbAE, "nuisance").
+    output "embedding" (and, for EmbAE, "nuisance"): a dict key, or the name
+    of the layer of a single plain-tensor output.
 
     Example:
         >>> inspect_model(model).image_size
@@ -75,6 +81,7 @@ def inspect_model(model):
         raise ReIDError(
             f"expected a keras.Model or the path of a .keras file; got {type(model).__name__}."
         )
+    model = as_dict_outputs(model)
     outputs = tuple(model.output_names)
     if "embedding" not in outputs:
         raise ReIDError(
@@ -99,6 +106,12 @@ def inspect_model(model):
     else:
         images = structure
     shape = tuple(images.shape)
+    if len(shape) == 4 and None not in shape[1:] and shape[3] != 3:
+        raise ReIDError(
+            f"model {model.name!r} takes {shape[3]}-channel images {shape}; keras_reid feeds "
+            f"RGB images [batch, H, W, 3]: build the model with input_shape=({shape[1]}, "
+            f"{shape[2]}, 3) (a grey image is RGB with three equal channels)."
+        )
     if len(shape) != 4 or shape[1] is None or shape[2] is None or shape[3] != 3:
         raise ReIDError(
             f"model {model.name!r} has an image input of shape {shape}; expected "
@@ -126,19 +139,75 @@ def check_served_tta(tta):
         )
 
 
+def _shape_check(tensor, expected, message):
+    """``tensor`` guarded by an in-graph check that its shape is ``expected`` (None: any size).
+
+    A SavedModel signature does not enforce its input shape: TF Serving and
+    ``loaded.signatures[...]`` pass any tensor on, and the reshape in
+    :func:`serve_outputs` would turn one 128x64 image into four 64x32 rows.
+    The runtime shape is padded with -1 past ``expected``'s rank, so a tensor
+    of another rank fails the comparison instead of the op (and the check
+    reads only the runtime shape, which graph optimisation cannot fold).
+    """
+    rank = len(expected)
+    shape = tf.shape(tensor)
+    padded = tf.concat([shape, tf.fill([rank + 1], -1)], axis=0)[: rank + 1]
+    conditions = [tf.equal(padded[rank], -1)]  # no dimension beyond ``rank``
+    conditions += [
+        tf.equal(padded[axis], size) if size is not None else tf.greater_equal(padded[axis], 0)
+        for axis, size in enumerate(expected)
+    ]
+    check = tf.debugging.Assert(
+        tf.reduce_all(tf.stack(conditions)), [message, shape], summarize=rank + 4
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(tensor)
+
+
+def check_images(images, image_size, name="images"):
+    """``images`` with an in-graph check that they are ``[batch, H, W, 3]`` at ``image_size``."""
+    height, width = image_size
+    return _shape_check(
+        images,
+        [None, height, width, 3],
+        f"{name} must be RGB [batch, {height}, {width}, 3] (the size the model takes; send images "
+        "of other sizes as JPEG/PNG bytes to embed_encoded); received shape",
+    )
+
+
+def check_batch(tensor, name, batch=None):
+    """``tensor`` with an in-graph check that it is a vector ``[batch]`` (e.g. ``encoded``)."""
+    kind = tensor.dtype.name
+    checked = _shape_check(
+        tensor, [None], f"{name} must be a vector [batch] of {kind} (one per image); received shape"
+    )
+    if batch is None:
+        return checked
+    count = tf.shape(checked)[0]
+    check = tf.debugging.Assert(
+        tf.equal(count, batch),
+        [f"{name} needs one {kind} entry per image; images:", batch, f"{name}:", count],
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(checked)
+
+
 def serve_outputs(model, spec, images, group=None, tta=None, normalize=True):
     """The served computation, in TensorFlow ops: images (+ group) -> {output: float32 [B, D]}.
 
     Args:
         model: the Keras model; ``spec`` its :func:`inspect_model`.
-        images: uint8 (or float) raw RGB ``[B, H, W, 3]`` at the model's size.
+        images: uint8 (or float) raw RGB ``[B, H, W, 3]`` at the model's size
+            (checked in the graph: another shape is an InvalidArgumentError).
         group: int32 ``[B]`` θ_nui groups, for a model with a group input
-            (None: group 0 for every image).
+            (None: group 0 for every image; checked to be one per image).
         tta: None or "flip" (each output averaged over the image and its mirror).
         normalize: L2-normalise the embedding (the nuisance is never normalised).
     """
     height, width = spec.image_size
-    images = tf.cast(images, tf.float32)
+    images = tf.cast(check_images(images, spec.image_size), tf.float32)
+    if group is not None:
+        group = check_batch(group, "group", tf.shape(images)[0])
     views = tta_views(images, tta)
     count = views.shape[0]
     inputs = tf.reshape(views, [-1, height, width, 3])
@@ -163,8 +232,10 @@ def load_model(path, output="embedding"):
     """Load a keras_reid ``.keras`` model, with one-line errors for a wrong path or model.
 
     ``keras.models.load_model(path)`` works too after ``import keras_reid``;
-    this adds the checks: the file exists, is a Keras model, and has the
-    ``output`` (default "embedding").
+    this adds the checks: the file exists, is a Keras model, has the
+    ``output`` (default "embedding"), takes RGB images and holds no NaN or
+    infinite weight. A model whose single plain-tensor output comes from a
+    layer named "embedding" is returned wrapped with a dict output.
 
     Example:
         >>> model = keras_reid.load_model("runs/emb/model.keras")
@@ -224,7 +295,10 @@ class FeatureExtractor:
 
     def __init__(self, model, batch_size=128, tta=None, normalize=True, progress=None):
         if isinstance(model, (str, os.PathLike)):
-            model = load_model(model)
+            model = load_model(model)  # checks the weights too, naming the file
+        elif isinstance(model, keras.Model):
+            model = as_dict_outputs(model)
+            check_finite_weights(model)
         self.spec = inspect_model(model)
         check_served_tta(tta)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -277,15 +351,19 @@ class FeatureExtractor:
             )
         return groups.astype(np.int32)
 
-    def _as_array(self, images):
+    def _as_array(self, images, single=False):
+        """``images`` as uint8 ``[N, H, W, 3]``; with ``single``, one image ``[H, W, 3]``."""
         height, width = self.spec.image_size
-        if images.ndim == 3:
+        received = images.shape
+        if images.ndim == 3 and not single:
             images = images[None]
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (height, width, 3):
+        batch = () if single else images.shape[:1]
+        if images.dtype != np.uint8 or images.shape != (*batch, height, width, 3):
+            expected = f"[{height}, {width}, 3] each" if single else f"[N, {height}, {width}, 3]"
             raise ReIDError(
-                f"expected uint8 RGB images [N, {height}, {width}, 3] (the model's size), image "
-                f"paths or a dataset table; got a {images.dtype} array of shape {images.shape} "
-                f"(resize to {height}x{width} and convert with .astype('uint8'), or pass files)."
+                f"expected uint8 RGB images {expected} (the model's size), image paths or a "
+                f"dataset table; got a {images.dtype} array of shape {received} (resize "
+                f"to {height}x{width} RGB and convert with .astype('uint8'), or pass files)."
             )
         return images
 
@@ -310,7 +388,7 @@ class FeatureExtractor:
                 raise ReIDError(
                     "a list to embed must hold only image paths or only uint8 arrays [H, W, 3]."
                 )
-            images = np.stack([self._as_array(item)[0] for item in images])
+            images = np.stack([self._as_array(item, single=True) for item in images])
         if not isinstance(images, np.ndarray):
             raise ReIDError(
                 f"cannot embed a {type(images).__name__}; expected image paths, uint8 arrays "
@@ -356,4 +434,6 @@ class FeatureExtractor:
                 chunks.append(values.numpy())
                 done += size
                 bar.update(size)
-        return np.concatenate(chunks)
+        features = np.concatenate(chunks)
+        check_finite_features(features, f"model {self.model.name!r}", f"images ({output})")
+        return features

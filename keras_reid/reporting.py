@@ -6,6 +6,7 @@ works on features and tables only.
 """
 
 import os
+import zipfile
 
 import keras
 import numpy as np
@@ -13,32 +14,174 @@ import numpy as np
 from keras_reid.data.dataset import parse_spec
 from keras_reid.errors import ReIDError
 from keras_reid.fileio import write_text
-from keras_reid.inference import extract_features
-from keras_reid.metrics import evaluate, format_results, plot_cmc, plot_ranked_lists
+from keras_reid.inference import extract_features, non_finite_weights
+from keras_reid.metrics import (
+    evaluate,
+    format_results,
+    plot_cmc,
+    plot_ranked_lists,
+)
 from keras_reid.metrics.evaluate import rank_protocol
 
 # Which protocol a dataset's tables are scored with.
 PROTOCOL_OF = {"cuhk03": "cuhk03", "mars": "video"}
 
 
+def one_line(text):
+    """``text`` with every run of whitespace (newlines included) collapsed to one space.
+
+    Messages quoted from TensorFlow or Keras span several lines; an error
+    message must stay one line, and whole: nothing is cut off.
+    """
+    return " ".join(str(text).split())
+
+
+def _not_a_model(path, error):
+    """Why the existing file ``path`` did not load as a model, and what to do, in one line."""
+    reason = one_line(f"{type(error).__name__}: {error}")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as unreadable:
+        return f"{path} cannot be read ({one_line(unreadable)}); check its permissions."
+    extension = os.path.splitext(path)[1].lower()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            is_keras = "config.json" in archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        is_zip = is_keras = False
+    else:
+        is_zip = True
+    if is_keras and extension != ".keras":
+        return (
+            f"{path} is a .keras archive under another name; Keras loads it only from a name "
+            f"ending in .keras: rename it to {os.path.splitext(path)[0]}.keras."
+        )
+    if is_keras:
+        return (
+            f"{path} exists but is not a loadable Keras model file (damaged, or it needs code "
+            f"or a version this installation lacks: {reason}); pass a .keras file saved by "
+            "keras_reid, or copy it again from the run folder."
+        )
+    if is_zip:
+        return (
+            f"{path} exists but is not a Keras model file: a zip archive without the "
+            "config.json of one; pass the model.keras (or inference.keras) a keras_reid run wrote."
+        )
+    if extension == ".keras":
+        return (
+            f"{path} exists but is not a Keras model file: a .keras file is a zip archive and "
+            f"this {os.path.getsize(path)}-byte file is not one (a text file, or a truncated "
+            "copy or download); pass the model.keras a keras_reid run wrote, or copy it again."
+        )
+    if extension not in (".h5", ".hdf5"):
+        return (
+            f"{path} exists but is not a Keras model file: Keras reads .keras files (and "
+            "legacy .h5), not this one; pass the model.keras a keras_reid run wrote."
+        )
+    return (
+        f"{path} exists but is not a Keras model file ({reason}); pass a .keras file saved "
+        "by keras_reid."
+    )
+
+
+def check_finite_weights(model, where=None):
+    """ReIDError naming the weights of ``model`` that hold NaN or infinity (a diverged run).
+
+    ``where`` (default: the model's name) starts the message, e.g. the model file.
+    """
+    bad = non_finite_weights(model)
+    if bad:
+        where = where or f"model {model.name!r}"
+        raise ReIDError(
+            f"{where}: {len(bad)} of {len(model.weights)} weights hold NaN or infinity (e.g. "
+            f"{', '.join(bad[:3])}), so every embedding it computes is meaningless: its "
+            "training diverged. Re-train with a lower learning rate (schedule.base_lr), or "
+            "use an earlier checkpoint (checkpoints/epoch_NNNN.keras in the run folder)."
+        )
+
+
+def check_finite_features(features, where, what="images"):
+    """ReIDError when rows of ``features`` [N, D] hold NaN or infinity."""
+    bad = ~np.isfinite(features).all(axis=1)
+    if bad.any():
+        raise ReIDError(
+            f"{where} gives non-finite embeddings (NaN or infinity) for {int(bad.sum())} of "
+            f"{len(features)} {what} (rows {np.flatnonzero(bad)[:5].tolist()}); the model "
+            "overflows or diverged: re-train it with a lower learning rate, or use an "
+            "earlier checkpoint."
+        )
+
+
+def check_model(model, where=None):
+    """ReIDError unless ``model`` takes RGB images, has an embedding and finite weights.
+
+    ``where`` (e.g. the model file) starts the messages.
+    """
+    from keras_reid.extractor import inspect_model  # extractor imports this module
+
+    try:
+        inspect_model(model)
+    except ReIDError as error:
+        raise ReIDError(f"{where}: {error}" if where else str(error)) from None
+    check_finite_weights(model, where)
+
+
 def load_keras_model(path, output="embedding"):
-    """``keras.models.load_model`` with one-line errors for a wrong file or a missing output."""
+    """``keras.models.load_model`` with one-line errors for a wrong file or a missing output.
+
+    The model must also take RGB images ``[batch, H, W, 3]`` and hold finite
+    weights (a diverged run's NaN model is refused): see :func:`check_model`.
+    """
     path = os.path.abspath(os.path.expanduser(str(path)))
     if not os.path.isfile(path):
         raise ReIDError(f"no model file {path}; pass the path of a .keras file.")
     try:
         model = keras.models.load_model(path)
     except Exception as error:  # Keras raises many types for a file that is not a model
-        raise ReIDError(
-            f"{path} is not a Keras model file ({type(error).__name__}: "
-            f"{str(error).splitlines()[0][:200]}); pass a .keras file saved by keras_reid."
-        ) from None
+        raise ReIDError(_not_a_model(path, error)) from None
+    try:
+        model = as_dict_outputs(model)
+    except ReIDError as error:
+        raise ReIDError(f"{path}: {error}") from None
     if output not in model.output_names:
         raise ReIDError(
             f"{path} has no {output!r} output (outputs: {', '.join(model.output_names)}); "
-            "expected a keras_reid model with a named embedding output."
+            "expected a keras_reid model with a named embedding output (a dict output with "
+            "the key 'embedding', or a single output whose layer is named 'embedding')."
         )
+    check_model(model, path)
     return model
+
+
+def as_dict_outputs(model):
+    """``model`` with its outputs as a dict ``{name: tensor}``; other forms are wrapped.
+
+    A model whose single output layer is named "embedding" (a plain tensor,
+    or a ``keras.Sequential`` ending in such a layer) is an embedding model
+    too; the wrapper shares its layers and weights, and feature extraction
+    and serving then read the outputs by name.
+
+    Example:
+        >>> as_dict_outputs(sequential)(images)["embedding"]
+    """
+    if not isinstance(model, keras.Model):
+        return model  # inspect_model names the expected type
+    try:
+        if isinstance(model, keras.Sequential):
+            inputs, names = model.inputs[0], [model.layers[-1].name]
+        else:
+            inputs, names = model.input, model.output_names
+        outputs = model.outputs
+    except (AttributeError, IndexError, ValueError):
+        raise ReIDError(
+            f"model {model.name!r} has no defined inputs and outputs (a subclassed or "
+            "unbuilt model); build it as a functional model, keras.Model(inputs, outputs), "
+            "or a Sequential that starts with keras.Input(shape)."
+        ) from None
+    if not isinstance(model, keras.Sequential) and isinstance(model.output, dict):
+        return model
+    return keras.Model(inputs, dict(zip(names, outputs, strict=True)), name=model.name)
 
 
 def evaluate_model(
@@ -72,14 +215,24 @@ def evaluate_model(
     Example:
         >>> row = evaluate_model("runs/emb/model.keras", load_dataset("synth-b"), tta="flip")
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ReIDError(
+            f"batch size (--batch-size) must be a positive integer, e.g. 128 (lower it if "
+            f"memory runs out). Received: batch_size={batch_size!r}"
+        )
     if isinstance(model, (str, os.PathLike)):
         model = load_keras_model(model)
+    else:
+        model = as_dict_outputs(model)
+        check_model(model)
     if dataset.query.empty or dataset.gallery.empty:
         raise ReIDError(f"{dataset.name} has no query/gallery split to evaluate on.")
     query, gallery = (
         extract_features(model, table, batch_size=batch_size, tta=tta, progress=progress)
         for table in (dataset.query, dataset.gallery)
     )
+    for features, split in ((query, "query"), (gallery, "gallery")):
+        check_finite_features(features, f"model {model.name!r}", f"{dataset.name} {split} images")
     protocol = PROTOCOL_OF.get(dataset.name, "market")
     row = evaluate(
         query,

@@ -29,7 +29,7 @@ import tensorflow as tf
 from keras_reid.cli import main
 from keras_reid.data.pipeline import load_image
 from keras_reid.errors import ReIDError
-from keras_reid.export import export_saved_model
+from keras_reid.export import export_saved_model, version_folder
 from keras_reid.layers import GroupedDense
 from keras_reid.models.embae import (
     build_embae_inference_model,
@@ -55,7 +55,7 @@ import tensorflow as tf
 job = json.load(open(sys.argv[1]))
 pixels = np.load(job["pixels"])
 encoded = tf.constant([open(path, "rb").read() for path in job["files"]])
-outputs, signatures = {}, {}
+outputs, signatures, refused = {}, {}, {}
 for name, folder in job["exports"].items():
     loaded = tf.saved_model.load(folder)
     for signature in ("serving_default", "embed_encoded"):
@@ -74,8 +74,22 @@ for name, folder in job["exports"].items():
             feed["group"] = tf.constant(np.arange(count) % 3, tf.int32)
         for key, value in function(**feed).items():
             outputs[f"{name}/{signature}/{key}"] = value.numpy()
+        # Images twice the model's size (which an unchecked reshape turned into four rows
+        # each), and a string batch of rank 2.
+        if signature == "serving_default":
+            bad = {"images": tf.zeros([1, 256, 128, 3], tf.uint8)}
+        else:
+            bad = {"encoded": tf.reshape(encoded[:2], [2, 1])}
+        if "group" in inputs:
+            bad["group"] = tf.zeros([len(next(iter(bad.values())))], tf.int32)
+        try:
+            rows = len(next(iter(function(**bad).values())))
+            refused[f"{name}/{signature}"] = f"returned {rows} rows"
+        except tf.errors.InvalidArgumentError as error:
+            lines = str(error).splitlines()
+            refused[f"{name}/{signature}"] = next((x for x in lines if "assertion" in x), lines[0])
 np.savez(job["outputs"], **outputs)
-print(json.dumps(signatures))
+print(json.dumps({"signatures": signatures, "refused": refused}))
 """
 
 
@@ -178,7 +192,8 @@ def fresh_process(exports, real_images, tmp_path_factory):
         cli[name] = show_out
     with np.load(job["outputs"]) as data:
         outputs = dict(data)
-    return {"outputs": outputs, "signatures": json.loads(out.strip().splitlines()[-1]), "cli": cli}
+    result = json.loads(out.strip().splitlines()[-1])
+    return {"outputs": outputs, "cli": cli, **result}
 
 
 def parse_show(text):
@@ -250,6 +265,25 @@ def test_tensorflow_alone_reproduces_the_keras_outputs(
             "embedding": ["float32", [None, DIM]],
             "nuisance": ["float32", [None, NUI_DIM]],
         },
+    }
+
+
+def test_tensorflow_alone_refuses_inputs_of_another_shape(fresh_process):
+    """A client that sends the wrong shape gets an error naming both shapes, not wrong rows."""
+    images = (
+        "assertion failed: [images must be RGB [batch, 128, 64, 3] (the size the model takes; "
+        "send images of other sizes as JPEG/PNG bytes to embed_encoded); received shape] "
+        "[1 256 128 3]"
+    )
+    encoded = (
+        "assertion failed: [encoded must be a vector [batch] of string (one per image); "
+        "received shape] [2 1]"
+    )
+    assert fresh_process["refused"] == {
+        "emb/serving_default": images,
+        "emb/embed_encoded": encoded,
+        "embae_cam/serving_default": images,
+        "embae_cam/embed_encoded": encoded,
     }
 
 
@@ -556,3 +590,80 @@ def test_multi_group_models_need_their_groups_json(tmp_path):
     function = tf.saved_model.load(out).signatures["serving_default"]
     with pytest.raises(tf.errors.InvalidArgumentError, match="one int32 entry per image"):
         function(images=tf.zeros([2, 32, 16, 3], tf.uint8), group=tf.constant([0]))
+
+
+def test_every_signature_refuses_inputs_of_another_shape(tmp_path):
+    """Wrong height, width, channels or rank: an error naming both shapes, in every signature.
+
+    The model takes 32x16; one 64x32 image holds the pixels of four, which an
+    unchecked reshape served as four embeddings.
+    """
+    groups = tmp_path / "groups.json"
+    groups.write_text(json.dumps({"nui": "dataset", "groups": ["a", "b"]}))
+    folders = {
+        "one group": export_saved_model(tiny_model(), tmp_path / "one" / "1"),
+        "two groups": export_saved_model(
+            grouped_model(groups=2), tmp_path / "two" / "1", tta="flip", groups_file=groups
+        ),
+    }
+    png = tf.io.encode_png(tf.zeros([50, 20, 3], tf.uint8))
+    wrong_images = [(1, 64, 32, 3), (1, 16, 16, 3), (2, 32, 16, 1), (32, 16, 3), (2, 32, 16, 3, 1)]
+    for name, folder in folders.items():
+        signatures = tf.saved_model.load(folder).signatures
+        serve, encoded = signatures["serving_default"], signatures["embed_encoded"]
+
+        def group(count, name=name):
+            return {"group": tf.zeros([count], tf.int32)} if name == "two groups" else {}
+
+        rows = serve(images=tf.zeros([2, 32, 16, 3], tf.uint8), **group(2))["embedding"]
+        assert rows.shape == (2, 4), name
+        assert encoded(encoded=tf.stack([png] * 3), **group(3))["embedding"].shape == (3, 4)
+        for shape in wrong_images:
+            received = " ".join(map(str, shape))
+            expected = (
+                r"images must be RGB \[batch, 32, 16, 3\].*received shape\] \[" + received + r"\]"
+            )
+            with pytest.raises(tf.errors.InvalidArgumentError, match=expected):
+                serve(images=tf.zeros(shape, tf.uint8), **group(shape[0]))
+        for strings, received in ((tf.stack([[png], [png]]), "2 1"), (png, "")):
+            expected = (
+                r"encoded must be a vector \[batch\] of string.*shape\] \[" + received + r"\]"
+            )
+            with pytest.raises(tf.errors.InvalidArgumentError, match=expected):
+                encoded(encoded=strings, **group(2))
+    signatures = tf.saved_model.load(folders["two groups"]).signatures
+    images, strings = tf.zeros([2, 32, 16, 3], tf.uint8), tf.stack([png, png])
+    for signature, feed in (
+        ("serving_default", {"images": images}),
+        ("embed_encoded", {"encoded": strings}),
+    ):
+        function = signatures[signature]
+        with pytest.raises(
+            tf.errors.InvalidArgumentError, match=r"group must be a vector.*\[2 1\]"
+        ):
+            function(**feed, group=tf.zeros([2, 1], tf.int32))
+        with pytest.raises(
+            tf.errors.InvalidArgumentError, match=r"images:\] \[2\] \[group:\] \[3\]"
+        ):
+            function(**feed, group=tf.zeros([3], tf.int32))
+
+
+def test_version_folders_are_ascii_numbers(tmp_path):
+    # "١" (Arabic-Indic one) and "²" pass str.isdigit; TF Serving parses versions as int64.
+    for version in ("١", "²", "1.0", "-1"):
+        with pytest.raises(ReIDError, match="VERSION in ASCII digits 0-9"):
+            version_folder(tmp_path / "emb" / version)
+    assert version_folder(tmp_path / "emb" / "12") == str(tmp_path / "emb" / "12")
+
+
+def test_models_with_non_finite_weights_or_outputs_are_not_exported(tmp_path):
+    model = tiny_model()
+    kernel, bias = model.get_layer("embedding").get_weights()
+    model.get_layer("embedding").set_weights([kernel, np.array([0, np.inf, 0, 0], "float32")])
+    with pytest.raises(ReIDError, match=r"model 'tiny': 1 of 2 weights hold NaN or infinity"):
+        export_saved_model(model, tmp_path / "m" / "1")
+    # Finite weights whose output overflows float32 on a mid-grey image (128 * 3 * 1e37).
+    model.get_layer("embedding").set_weights([np.full_like(kernel, 1e37), np.zeros_like(bias)])
+    with pytest.raises(ReIDError, match=r"non-finite embeddings .* for 1 of 1 mid-grey test image"):
+        export_saved_model(model, tmp_path / "m" / "1")
+    assert not (tmp_path / "m").exists()

@@ -1,5 +1,7 @@
 """FeatureExtractor and load_model against embeddings computed by hand with numpy."""
 
+import re
+
 import cv2
 import keras
 import numpy as np
@@ -127,6 +129,16 @@ def test_bad_images_name_the_expected_form(images, image_files, tmp_path):
         extractor.embed(images.astype("float32"))
     with pytest.raises(ReIDError, match=r"\[N, 8, 4, 3\].*shape \(2, 16, 8, 3\)"):
         extractor.embed(np.zeros((2, 16, 8, 3), np.uint8))
+    # Wrong width, channels or rank: each names the expected and the received shape.
+    for shape in ((2, 8, 8, 3), (2, 8, 4, 1), (2, 8, 4), (1, 2, 8, 4, 3), (8, 4, 3, 1)):
+        expected = rf"\[N, 8, 4, 3\].*uint8 array of shape {re.escape(str(shape))}"
+        with pytest.raises(ReIDError, match=expected):
+            extractor.embed(np.zeros(shape, np.uint8))
+    # A list holds single images: a batch in it is not silently cut to its first image.
+    with pytest.raises(ReIDError, match=r"\[8, 4, 3\] each.*shape \(2, 8, 4, 3\)"):
+        extractor.embed([images[0], images[:2]])
+    with pytest.raises(ReIDError, match=r"\[8, 4, 3\] each.*shape \(8, 4, 1\)"):
+        extractor.embed([images[0], images[1, :, :, :1]])
     with pytest.raises(ReIDError, match="1 image file\\(s\\) not found"):
         extractor.embed([image_files[0], str(tmp_path / "missing.jpg")])
     with pytest.raises(ReIDError, match="only image paths or only uint8 arrays"):
@@ -176,7 +188,7 @@ def test_load_model_checks_the_file(tmp_path):
     assert extractor.image_size == SIZE
     text = tmp_path / "notes.keras"
     text.write_text("not a model")
-    with pytest.raises(ReIDError, match="is not a Keras model file"):
+    with pytest.raises(ReIDError, match="notes.keras exists but is not a Keras model file"):
         load_model(text)
     with pytest.raises(ReIDError, match="no model file"):
         load_model(tmp_path / "missing.keras")
@@ -187,3 +199,52 @@ def test_load_model_checks_the_file(tmp_path):
         load_model(tmp_path)
     with pytest.raises(ReIDError, match="no 'nuisance' output"):
         load_model(path, output="nuisance")
+
+
+def test_non_finite_weights_and_embeddings_are_refused(images, tmp_path):
+    # A NaN weight: refused before anything is computed, naming the weight.
+    model = linear_model()
+    kernel = W_EMB.copy()
+    kernel[3, 1] = np.nan
+    model.get_layer("embedding").set_weights([kernel])
+    with pytest.raises(ReIDError, match=r"model 'linear': 1 of 1 weights hold NaN or infinity "):
+        FeatureExtractor(model)
+    path = tmp_path / "nan.keras"
+    model.save(path)
+    with pytest.raises(ReIDError, match=rf"{re.escape(str(path))}: 1 of 1 weights .*embedding"):
+        FeatureExtractor(str(path))
+    with pytest.raises(ReIDError, match="lower learning rate"):
+        load_model(path)
+    # Finite weights that overflow float32 on bright images only: rows counted.
+    model.get_layer("embedding").set_weights([np.full_like(W_EMB, 1e36)])
+    extractor = FeatureExtractor(model, progress=False)
+    dark = np.zeros((3, *SIZE, 3), np.uint8)
+    np.testing.assert_array_equal(extractor.embed(dark, output="embedding"), 0.0)
+    batch = np.concatenate([dark, images[:2]])  # 96 pixel values * up to 255 * 1e36 > 3.4e38
+    with pytest.raises(ReIDError, match=r"non-finite embeddings .* for 2 of 5 images .*\[3, 4\]"):
+        extractor.embed(batch)
+
+
+def test_plain_tensor_and_sequential_embedding_models(images, tmp_path):
+    """A single output whose layer is named "embedding" is an embedding model too."""
+    inputs = keras.Input((*SIZE, 3), name="images")
+    dense = keras.layers.Dense(5, use_bias=False, name="embedding")
+    plain = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
+    dense.set_weights([W_EMB])
+    sequential = keras.Sequential(
+        [keras.Input((*SIZE, 3)), keras.layers.Flatten(), keras.layers.Dense(5, use_bias=False)]
+    )
+    sequential.layers[-1].name = "embedding"
+    sequential.layers[-1].set_weights([W_EMB])
+    for model in (plain, sequential):
+        path = tmp_path / f"{model.name}.keras"
+        model.save(path)
+        for source in (model, str(path)):
+            embedded = FeatureExtractor(source, progress=False).embed(images)
+            np.testing.assert_allclose(embedded, by_hand(images), atol=1e-5)
+        assert load_model(path).output_names == ["embedding"]
+    inputs = keras.Input((*SIZE, 1))
+    dense = keras.layers.Dense(2, name="embedding")
+    grey = keras.Model(inputs, {"embedding": dense(keras.layers.Flatten()(inputs))})
+    with pytest.raises(ReIDError, match=r"takes 1-channel images .*input_shape=\(8, 4, 3\)"):
+        FeatureExtractor(grey)

@@ -158,3 +158,57 @@ def test_collect_runs_refuses_unfinished_runs(tmp_path):
     (tmp_path / "bad" / "results.csv").write_text("model,rank1\nbaseline,0.1\n")
     with pytest.raises(ReIDError, match="no column\\(s\\) rank1_nd, mAP, mAP_nd"):
         collect_runs([bad])
+
+
+def test_evaluation_refuses_non_finite_embeddings(tiny_synth):
+    import keras
+
+    market = load_dataset("market1501", tiny_synth["synth-b"])
+    images = keras.Input((32, 16, 3), name="images")
+    dense = keras.layers.Dense(2, name="embedding")
+    model = keras.Model(images, {"embedding": dense(keras.layers.GlobalAveragePooling2D()(images))})
+    # Finite weights whose outputs overflow float32 (mean RGB ~100 * 1e37 * 3 > 3.4e38).
+    dense.set_weights([np.full((3, 2), 1e37, "float32"), np.zeros(2, "float32")])
+    count = len(market.query)
+    with pytest.raises(ReIDError, match=rf"for {count} of {count} market1501 query images"):
+        evaluate_model(model, market, progress=False)
+    with pytest.raises(ReIDError, match=r"Received: batch_size=0"):
+        evaluate_model(model, market, batch_size=0)
+
+
+def test_load_keras_model_says_what_the_file_is_in_one_whole_line(tmp_path):
+    import json
+    import zipfile
+
+    import keras
+
+    images = keras.Input((8, 4, 3))
+    flat = keras.layers.Flatten()(images)
+    keras.Model(images, {"embedding": keras.layers.Dense(2, name="embedding")(flat)}).save(
+        tmp_path / "good.keras"
+    )
+    (tmp_path / "good.keras").rename(tmp_path / "model.zip")
+    with pytest.raises(ReIDError, match=r"is a .keras archive under another name.*model.keras"):
+        load_keras_model(tmp_path / "model.zip")
+    with zipfile.ZipFile(tmp_path / "photos.keras", "w") as archive:
+        archive.writestr("photo.jpg", b"\xff\xd8")
+    with pytest.raises(ReIDError, match="a zip archive without the config.json"):
+        load_keras_model(tmp_path / "photos.keras")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ReIDError, match="notes.txt exists but is not a Keras model file"):
+        load_keras_model(tmp_path / "notes.txt")
+    # A class this installation lacks: Keras' own explanation is long (> 200 characters)
+    # and must reach the user whole, on one line.
+    config = {"module": "my_project", "class_name": "ReIDNet", "config": {"name": "reid"}}
+    with zipfile.ZipFile(tmp_path / "custom.keras", "w") as archive:
+        archive.writestr("config.json", json.dumps(config))
+        archive.writestr("metadata.json", json.dumps({"keras_version": keras.__version__}))
+    with pytest.raises(Exception) as raised:
+        keras.models.load_model(tmp_path / "custom.keras")
+    reason = " ".join(str(raised.value).split())
+    assert len(reason) > 200
+    with pytest.raises(ReIDError) as refused:
+        load_keras_model(tmp_path / "custom.keras")
+    message = str(refused.value)
+    assert "\n" not in message and f"{type(raised.value).__name__}: {reason}" in message
+    assert "exists but is not a loadable Keras model file" in message
