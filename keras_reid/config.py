@@ -27,7 +27,7 @@ import typing
 import yaml
 
 from keras_reid.errors import ReIDError
-from keras_reid.fileio import remove_stale_temporaries, write_text
+from keras_reid.fileio import read_text, remove_stale_temporaries, write_text
 
 
 class _Loader(yaml.SafeLoader):
@@ -63,16 +63,12 @@ def load_config(path, overrides=(), _seen=None):
         raise ReIDError(f"config: {path} inherits itself through base: {' -> '.join(seen)}.")
     if not os.path.isfile(path):
         raise ReIDError(f"config: no file {path}; pass the path of a YAML config.")
+    text = read_text(path, "config:")
     try:
-        with open(path, encoding="utf-8-sig") as stream:
-            config = _parse(stream) or {}
-    except UnicodeDecodeError as error:
-        raise ReIDError(
-            f"config: {path} is not UTF-8 text (byte {error.start}: "
-            f"{error.object[error.start]:#04x}); save it as UTF-8."
-        ) from None
+        config = _parse(text) or {}
     except yaml.YAMLError as error:
-        raise ReIDError(f"config: {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+        reason = " ".join(str(error).split())
+        raise ReIDError(f"config: {path} is not valid YAML: {reason}") from None
     if not isinstance(config, dict):
         raise ReIDError(
             f"config: {path} must be a mapping of sections, not {type(config).__name__}."

@@ -32,7 +32,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 
 import keras
 import tensorflow as tf
@@ -45,7 +44,7 @@ from keras_reid.extractor import (
     load_model,
     serve_outputs,
 )
-from keras_reid.fileio import as_created, install_folder
+from keras_reid.fileio import install_folder, remove_stale_temporaries, temporary_folder
 from keras_reid.reporting import as_dict_outputs, check_finite_features, check_finite_weights
 
 SIGNATURES = ("serving_default", "embed_encoded")
@@ -222,8 +221,8 @@ def export_saved_model(model, out, tta=None, overwrite=False, groups_file=None):
     for name, (function, signature) in zip(SIGNATURES, _signatures(model, spec, tta), strict=True):
         archive.add_endpoint(name, function, input_signature=signature)
     parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
-    temporary = as_created(tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.tmp-", dir=parent))
+    remove_stale_temporaries(parent, name=os.path.basename(out), recursive=False)
+    temporary = temporary_folder(out)
     try:
         with _quiet_info("tensorflow"):  # "Assets written to <temporary name>" says nothing
             archive.write_out(temporary, verbose=False)
@@ -235,7 +234,9 @@ def export_saved_model(model, out, tta=None, overwrite=False, groups_file=None):
         with open(os.path.join(extra, "export.json"), "w", encoding="utf-8") as stream:
             json.dump(export_record(model, spec, tta, source), stream, indent=1)
         _check_replaceable(out, overwrite)  # another export may have landed meanwhile
-        install_folder(temporary, out)
+        # Without overwrite, the rename itself refuses a version that another
+        # export put in place after the check above.
+        install_folder(temporary, out, replace=overwrite)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise

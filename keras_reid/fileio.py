@@ -123,6 +123,26 @@ def _sync(path):
             os.close(descriptor)
 
 
+def read_text(path, what="file"):
+    """The text of a UTF-8 file (a byte-order mark, as Excel writes, is dropped).
+
+    Raises:
+        ReIDError: for a file that is not UTF-8, naming the first bad byte's line.
+    """
+    from keras_reid.errors import ReIDError
+
+    with open(path, "rb") as stream:
+        data = stream.read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ReIDError(
+            f"{what} {path} is not UTF-8 text (line {line}, byte {data[error.start]:#04x}); "
+            "save it as UTF-8."
+        ) from None
+
+
 def write_text(path, text):
     """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_output`)."""
     with atomic_output(path) as temporary, open(temporary, "w", encoding="utf-8") as stream:

@@ -83,3 +83,43 @@ def test_scientific_floats_without_a_dot_are_numbers(tmp_path):
     path.write_text("schedule:\n  base_lr: 1e-4\n  final_lr: 3.0e-7\n  name: 1e5x\n")
     config = load_config(path, overrides=["schedule.step=2E3"])
     assert config["schedule"] == {"base_lr": 1e-4, "final_lr": 3e-7, "name": "1e5x", "step": 2000.0}
+
+
+def test_configs_in_other_encodings_and_odd_shapes_are_one_line_errors(tmp_path):
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("model:\n  name: caf\xe9\n".encode("latin-1"))
+    expected = r"config: .*latin.yaml is not UTF-8 text \(line 2, byte 0xe9\); save it as UTF-8"
+    with pytest.raises(ReIDError, match=expected):
+        load_config(latin)
+    bom = tmp_path / "bom.yaml"
+    bom.write_bytes(b"\xef\xbb\xbfmodel:\n  alpha: 0.5\n")
+    assert load_config(bom) == {"model": {"alpha": 0.5}}
+    listed = write(tmp_path / "listed.yaml", {"base": ["a.yaml", "b.yaml"]})
+    with pytest.raises(ReIDError, match=r"base must be the path of one config"):
+        load_config(listed)
+    with pytest.raises(ReIDError, match="section model must be a mapping of keys"):
+        call_section(build, {"model": 5}, "model")
+
+
+def test_values_are_checked_against_the_option_types():
+    from keras_reid.training.runner import TrainOptions
+
+    for value, expected in [("abc", "an integer"), (1.5, "an integer"), (True, "an integer")]:
+        with pytest.raises(ReIDError, match=f"train.epochs must be {expected}. Received"):
+            call_section(TrainOptions, {"train": {"epochs": value}}, "train")
+    with pytest.raises(ReIDError, match="train.backup_steps must be an integer or null"):
+        call_section(TrainOptions, {"train": {"backup_steps": "often"}}, "train")
+    assert call_section(TrainOptions, {"train": {"backup_steps": None}}, "train").epochs == 400
+
+    def schedule(base_lr: float = 1e-4, name: str = "step"):
+        return base_lr, name
+
+    assert call_section(schedule, {"s": {"base_lr": 3}}, "s") == (3, "step")  # an int is a number
+    with pytest.raises(ReIDError, match=r"s.base_lr must be a number. Received: s.base_lr='x'"):
+        call_section(schedule, {"s": {"base_lr": "x"}}, "s")
+
+    def refuses(size=1):
+        raise ValueError(f"size must be even. Received: size={size}")
+
+    with pytest.raises(ReIDError, match=r"section m \(m.size=3\) was refused: size must be even"):
+        call_section(refuses, {"m": {"size": 3}}, "m")

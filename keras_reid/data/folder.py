@@ -30,6 +30,7 @@ only discards the query image itself (the same path), so a gallery holding
 near-duplicates of a query from the same camera makes the scores optimistic.
 """
 
+import io
 import os
 import re
 from csv import DictReader
@@ -42,6 +43,7 @@ from keras_reid.data.dataset import (
     require_dir,
 )
 from keras_reid.errors import ReIDError
+from keras_reid.fileio import read_text
 
 SPLITS = ("train", "query", "gallery")
 CAMERA = re.compile(r"_c(\d+)")
@@ -105,9 +107,10 @@ def _read_csv(path, split):
     allowed = {"path", "pid", "camid"} | ({"split"} if split is None else set())
     base = os.path.dirname(path)
     records = []
-    with open(path, newline="") as handle:
+    with io.StringIO(read_text(path, "folder: CSV"), newline="") as handle:
         reader = DictReader(handle)
-        columns = reader.fieldnames or []
+        columns = [column.strip() for column in reader.fieldnames or []]
+        reader.fieldnames = columns
         if not {"path", "pid"} <= set(columns) or not set(columns) <= allowed:
             raise ReIDError(
                 f"folder: {path} line 1 has columns {','.join(columns) or 'none'}; "

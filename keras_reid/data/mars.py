@@ -47,6 +47,7 @@ from keras_reid.data.dataset import (
     require_dir,
 )
 from keras_reid.errors import ReIDError
+from keras_reid.fileio import read_text
 
 logger = logging.getLogger("keras_reid.data")
 
@@ -107,8 +108,8 @@ def _official(info, folders):
 def _frames(info, split, tracks, folder):
     """One row per frame of every track of ``tracks`` ([start, end, pid, camera], 1-based)."""
     list_path = os.path.join(info, f"{split}_name.txt")
-    with open(list_path) as handle:
-        names = np.array([line.strip() for line in handle if line.strip()])
+    lines = read_text(list_path, "mars: file list").splitlines()
+    names = np.array([line.strip() for line in lines if line.strip()])
     tracks = np.asarray(tracks, dtype=np.int64).reshape(-1, 4)
     start, end = tracks[:, 0] - 1, tracks[:, 1]
     if (start < 0).any() or (end > len(names)).any() or (end <= start).any():

@@ -23,6 +23,7 @@ import os
 
 from keras_reid.data.dataset import ReIDDataset, make_table, register_dataset
 from keras_reid.errors import ReIDError
+from keras_reid.fileio import read_text
 
 FOLDERS = (("train", "test"), ("mask_train_v2", "mask_test_v2"))
 LAYOUT = "ROOT/list_{train,val,query,gallery}.txt with ROOT/train/ and ROOT/test/ (V2: mask_*_v2/)"
@@ -62,22 +63,22 @@ def _read_list(root, name, images):
     if not os.path.isdir(folder):
         raise ReIDError(f"msmt17: no folder {images!r} under {root} ({LAYOUT}).")
     records = []
-    with open(list_path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            fields = line.split()
-            try:
-                relative, pid = fields
-                camera = int(os.path.basename(relative).split("_")[2])
-                records.append(
-                    {"path": os.path.join(folder, relative), "pid": int(pid), "camid": camera - 1}
-                )
-            except (ValueError, IndexError):
-                raise ReIDError(
-                    f"msmt17: {list_path} line {number} is not 'PID/PID_IDX_CAM_..._N.jpg PID': "
-                    f"{line.strip()!r}."
-                ) from None
+    lines = read_text(list_path, "msmt17: file list").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        try:
+            relative, pid = fields
+            camera = int(os.path.basename(relative).split("_")[2])
+            records.append(
+                {"path": os.path.join(folder, relative), "pid": int(pid), "camid": camera - 1}
+            )
+        except (ValueError, IndexError):
+            raise ReIDError(
+                f"msmt17: {list_path} line {number} is not 'PID/PID_IDX_CAM_..._N.jpg PID': "
+                f"{line.strip()!r}."
+            ) from None
     missing = [r["path"] for r in records if not os.path.isfile(r["path"])]
     if missing:
         raise ReIDError(

@@ -116,3 +116,19 @@ def test_split_column_is_not_allowed_in_per_split_csvs(tmp_path):
     _csv(tmp_path / "train.csv", ["path,pid,split", "img/a.jpg,1,train"])
     with pytest.raises(ReIDError, match=r"train.csv line 1 has columns path,pid,split"):
         load_dataset("folder", tmp_path)
+
+
+def test_csv_with_a_byte_order_mark_and_crlf_as_excel_writes_it(tmp_path):
+    write_tree(tmp_path, {"img": ["a.jpg", "é.jpg"]})
+    text = "path,pid,camid\r\nimg/a.jpg,1,0\r\nimg/é.jpg,2,1\r\n"
+    (tmp_path / "excel.csv").write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+    data = load_dataset("folder", csv=str(tmp_path / "excel.csv"))
+    assert data.train.pid.tolist() == [1, 2] and data.train.camid.tolist() == [0, 1]
+    assert data.train.path.iloc[1].endswith("é.jpg")
+
+
+def test_a_csv_that_is_not_utf8_is_named_with_its_line(tmp_path):
+    write_tree(tmp_path, {"img": ["a.jpg"]})
+    (tmp_path / "latin1.csv").write_bytes("path,pid\nimg/a.jpg,1\nimg/ü.jpg,2\n".encode("latin-1"))
+    with pytest.raises(ReIDError, match=r"latin1.csv is not UTF-8 text \(line 3, byte 0xfc\)"):
+        load_dataset("folder", csv=str(tmp_path / "latin1.csv"))

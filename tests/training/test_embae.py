@@ -352,3 +352,15 @@ def test_camera_probe_of_a_finished_run(run, tmp_path):
     assert all(0.0 <= value <= 1.0 for value in results.values())
     with pytest.raises(ReIDError, match="no config.yaml; give an EmbAE run folder"):
         camera_probe(str(tmp_path))
+
+
+def test_resume_reruns_a_variant_whose_inference_model_was_never_written(run):
+    # model.keras is written last; a variant left without inference.keras (a
+    # kill between the two, or an older version) is not taken as finished.
+    config, out, _ = run
+    (out / "fix_nui" / "inference.keras").unlink()
+    stamps = {p: os.stat(p).st_mtime_ns for p in out.glob("*/model.keras")}
+    train_embae(config, str(out), resume=True)
+    assert (out / "fix_nui" / "inference.keras").is_file()
+    changed = [p for p, stamp in stamps.items() if os.stat(p).st_mtime_ns != stamp]
+    assert changed == [out / "fix_nui" / "model.keras"]

@@ -2,6 +2,7 @@
 
 import math
 import os
+import re
 
 import keras
 import numpy as np
@@ -143,3 +144,51 @@ def test_mixed_precision_keeps_a_float32_embedding_and_restores_the_policy(tiny_
     assert model.get_layer("embedding_fc1").dtype_policy.name == "mixed_bfloat16"
     assert model.output["embedding"].dtype == "float32"
     assert keras.mixed_precision.global_policy().name == "float32"
+
+
+@pytest.mark.parametrize(
+    "section, key, value, message",
+    [
+        ("model", "backbone", "resnet5", "backbone"),
+        ("model", "input_shape", "64x", "model.input_shape='64x'"),
+        ("batches", "p", 50, "50"),
+        ("loss", "margin", "x", "margin"),
+        ("schedule", "base_lr", "fast", "schedule.base_lr='fast'"),
+        ("train", "epochs", 1.5, "train.epochs must be an integer"),
+        ("train", "checkpoint_every", 0, "train.checkpoint_every must be >= 1"),
+    ],
+)
+def test_a_config_error_writes_nothing(tiny_synth, tmp_path, section, key, value, message):
+    # A run folder written before the error used to block the corrected rerun.
+    config = tiny_config(tiny_synth["synth-a"])
+    config[section][key] = value
+    out = tmp_path / "run"
+    with pytest.raises(ReIDError, match=re.escape(message)):
+        train_embedding(config, str(out))
+    assert not out.exists()
+
+
+def test_weights_gone_nan_under_a_finite_loss_stop_the_run(tiny_synth, tmp_path, monkeypatch):
+    # BatchNorm statistics never enter the training loss: a run can ruin them
+    # and log a finite loss. The epoch-end check stops it before any save.
+    from keras_reid.training import state
+
+    original = state.StopOnNaN.on_epoch_end
+
+    def poison_then_check(self, epoch, logs=None):
+        if epoch == 1:
+            variance = self.model.get_layer("embedding_bn").moving_variance
+            variance.assign(np.full(variance.shape, np.nan, "float32"))
+        original(self, epoch, logs)
+
+    monkeypatch.setattr(state.StopOnNaN, "on_epoch_end", poison_then_check)
+    out = tmp_path / "run"
+    pattern = (
+        r"weight\(s\) became NaN or infinite \(e.g. .*embedding_bn/moving_variance\) at epoch 2,"
+        r" step end; last good checkpoint: .*epoch_0001.keras"
+    )
+    with pytest.raises(ReIDError, match=pattern):
+        train_embedding(tiny_config(tiny_synth["synth-a"], epochs=3), str(out))
+    assert sorted(os.listdir(out / "checkpoints")) == ["epoch_0001.keras"]
+    assert not (out / "model.keras").exists()
+    assert list(pd.read_csv(out / "log.csv").epoch) == [0]
