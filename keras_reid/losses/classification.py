@@ -3,11 +3,12 @@
 import keras
 from keras import ops
 
+from keras_reid.losses.base import ReIDLoss
 from keras_reid.losses.distance import flatten_pids
 
 
 @keras.saving.register_keras_serializable(package="keras_reid")
-class SoftmaxCrossEntropy(keras.losses.Loss):
+class SoftmaxCrossEntropy(ReIDLoss):
     """Identity classification loss: cross-entropy of logits against smoothed one-hot ids.
 
     With ``C`` classes and smoothing ``eps`` the target of an image with class

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_reid.losses.base import ReIDLoss
 from keras_reid.losses.distance import (
     check_non_negative,
     flatten_pids,
@@ -16,7 +17,7 @@ from keras_reid.losses.distance import (
 
 
 @keras.saving.register_keras_serializable(package="keras_reid")
-class CrossDomainTripletLoss(keras.losses.Loss):
+class CrossDomainTripletLoss(ReIDLoss):
     """Batch-hard triplet loss across a source and a target domain, plus mean alignment.
 
     The batch mixes labelled source images (pid >= 0) with unlabelled target

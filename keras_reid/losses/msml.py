@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_reid.losses.base import ReIDLoss
 from keras_reid.losses.distance import (
     check_non_negative,
     flatten_pids,
@@ -14,7 +15,7 @@ from keras_reid.losses.distance import (
 
 
 @keras.saving.register_keras_serializable(package="keras_reid")
-class MarginSampleMiningLoss(keras.losses.Loss):
+class MarginSampleMiningLoss(ReIDLoss):
     """MSML: ``max(max_pos D - min_neg D + margin, 0)`` over the whole batch.
 
     Where the batch-hard triplet loss mines per anchor, MSML mines once per

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_reid.losses.base import ReIDLoss
 from keras_reid.losses.distance import (
     check_non_negative,
     flatten_pids,
@@ -17,7 +18,7 @@ MINING_MODES = ("hard", "all")
 
 
 @keras.saving.register_keras_serializable(package="keras_reid")
-class QuadrupletLoss(keras.losses.Loss):
+class QuadrupletLoss(ReIDLoss):
     """Quadruplet loss with hard mining or over all valid quadruplets of the batch.
 
     The quadruplet loss of Chen, Chen, Zhang & Huang, "Beyond triplet loss: a

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_reid.losses.base import ReIDLoss
 from keras_reid.losses.distance import (
     check_non_negative,
     flatten_pids,
@@ -14,7 +15,7 @@ from keras_reid.losses.distance import (
 
 
 @keras.saving.register_keras_serializable(package="keras_reid")
-class BatchHardTripletLoss(keras.losses.Loss):
+class BatchHardTripletLoss(ReIDLoss):
     """Batch-hard triplet loss: each anchor against its hardest positive and negative.
 
     For anchor ``a`` of the batch, with Euclidean distances ``D`` between embeddings,
@@ -73,7 +74,7 @@ class BatchHardTripletLoss(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="keras_reid")
-class TripletLoss(keras.losses.Loss):
+class TripletLoss(ReIDLoss):
     """Hinge triplet loss over every valid triplet of the batch ("batch all").
 
     A triplet ``(a, p, n)`` is valid when ``pid_p = pid_a``, ``p != a`` and
