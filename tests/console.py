@@ -15,16 +15,18 @@ _BESIDE = Path(sys.executable).with_name("keras-reid")
 SCRIPT = str(_BESIDE) if _BESIDE.exists() else shutil.which("keras-reid")
 
 
-def start(args, stderr="pipe", workdir=None, env=None):
+def start(args, stderr="pipe", workdir=None, env=None, prefix=()):
     """Start ``keras-reid ARGS``; ``stderr`` is "pipe" or the path of a file to write.
 
-    Returns the ``Popen`` (stdout piped; with a file, ``popen.stderr_path`` names it).
+    ``prefix`` is a command to run it under (such as ``setpriv ...``). Returns
+    the ``Popen`` (stdout piped; with a file, ``popen.stderr_path`` names it).
     """
     assert SCRIPT, "keras-reid is not installed: pip install -e '.[cpu,test]'"
     environment = {**os.environ, **(env or {})}
+    command = [*prefix, SCRIPT, *map(str, args)]
     if stderr == "pipe":
         popen = subprocess.Popen(
-            [SCRIPT, *map(str, args)],
+            command,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
@@ -35,7 +37,7 @@ def start(args, stderr="pipe", workdir=None, env=None):
         return popen
     with open(stderr, "wb") as stream:
         popen = subprocess.Popen(
-            [SCRIPT, *map(str, args)],
+            command,
             stdout=subprocess.PIPE,
             stderr=stream,
             stdin=subprocess.DEVNULL,
@@ -54,6 +56,6 @@ def finish(popen, timeout=600):
     return popen.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
-def run(args, stderr="pipe", workdir=None, env=None, timeout=600):
+def run(args, stderr="pipe", workdir=None, env=None, timeout=600, prefix=()):
     """Run ``keras-reid ARGS`` to the end: ``(exit code, stdout, stderr)``."""
-    return finish(start(args, stderr, workdir, env), timeout)
+    return finish(start(args, stderr, workdir, env, prefix), timeout)
