@@ -14,6 +14,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import types
@@ -520,6 +521,34 @@ def test_versions_are_refused_replaced_and_never_half_written(tmp_path, monkeypa
     # Neither the failed version 2 nor a temporary folder is left; version 1 is intact.
     assert os.listdir(tmp_path / "tiny") == ["1"]
     assert json.loads((out / "assets.extra" / "export.json").read_text())["tta"] == "flip"
+
+
+def test_a_killed_exports_temporary_is_removed_and_a_concurrent_version_kept(tmp_path, monkeypatch):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / "tiny" / f".1.tmp-{dead.pid}-killed"
+    stale.mkdir(parents=True)
+    (stale / "saved_model.pb").write_bytes(b"half")
+    out = tmp_path / "tiny" / "1"
+    export_saved_model(tiny_model(), out)
+    assert os.listdir(tmp_path / "tiny") == ["1"]
+
+    # Another export lands version 2 between this one's check and its rename:
+    # it is kept, not replaced.
+    from keras_reid import export as export_module
+
+    def land_first(temporary, target, replace=True, **kwargs):
+        if not os.path.exists(target):
+            shutil.copytree(out, target)
+        return install(temporary, target, replace=replace, **kwargs)
+
+    install = export_module.install_folder
+    monkeypatch.setattr(export_module, "install_folder", land_first)
+    with pytest.raises(FileExistsError, match="written by another process meanwhile"):
+        export_saved_model(tiny_model(), tmp_path / "tiny" / "2", tta="flip")
+    record = json.loads((tmp_path / "tiny" / "2" / "assets.extra" / "export.json").read_text())
+    assert record["tta"] is None
+    assert sorted(os.listdir(tmp_path / "tiny")) == ["1", "2"]
 
 
 def test_bad_destinations_and_models_are_one_line_errors(tmp_path, capsys):

@@ -308,6 +308,22 @@ def test_a_checkpoint_of_another_size_is_refused(run, tiny_synth, tmp_path):
         train_embae(config, str(tmp_path / "run"))
 
 
+def test_a_model_path_that_is_no_model_or_a_stage1_typo_writes_nothing(tiny_synth, tmp_path):
+    text = tmp_path / "notes.keras"
+    text.write_text("not a model\n")
+    config = tiny_config(tiny_synth)
+    config["embedding"]["model_path"] = str(text)
+    out = tmp_path / "run"
+    with pytest.raises(ReIDError, match=re.escape(str(text))):
+        train_embae(config, str(out))
+    assert not out.exists()
+    config = tiny_config(tiny_synth)
+    config["embedding"]["batches"]["p"] = 50  # more than the 6 train ids
+    with pytest.raises(ReIDError, match="fewer than P=50"):
+        train_embae(config, str(out))
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
