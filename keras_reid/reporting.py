@@ -16,12 +16,11 @@ from keras_reid.errors import ReIDError
 from keras_reid.fileio import write_text
 from keras_reid.inference import extract_features, non_finite_weights
 from keras_reid.metrics import (
-    evaluate,
     format_results,
     plot_cmc,
     plot_ranked_lists,
 )
-from keras_reid.metrics.evaluate import rank_protocol
+from keras_reid.metrics.evaluate import rank_protocol, results_row
 
 # Which protocol a dataset's tables are scored with.
 PROTOCOL_OF = {"cuhk03": "cuhk03", "mars": "video"}
@@ -233,65 +232,6 @@ def evaluate_model(
     )
     for features, split in ((query, "query"), (gallery, "gallery")):
         check_finite_features(features, f"model {model.name!r}", f"{dataset.name} {split} images")
-    protocol = PROTOCOL_OF.get(dataset.name, "market")
-    row = evaluate(
-        query,
-        gallery,
-        dataset.query,
-        dataset.gallery,
-        metric=metric,
-        normalize=normalize,
-        rerank=rerank,
-        protocol=protocol,
-    )
-    row.insert(0, "dataset", dataset.name)
-    row.insert(1, "tta", tta or "none")
-    if out is not None:
-        write_report(
-            row,
-            query,
-            gallery,
-            dataset,
-            out,
-            metric=metric,
-            normalize=normalize,
-            worst_first=worst_first,
-            rerank=rerank,
-            protocol=protocol,
-        )
-    return row
-
-
-def write_report(
-    row,
-    query,
-    gallery,
-    dataset,
-    out,
-    metric="euclidean",
-    normalize=True,
-    worst_first=True,
-    rerank=False,
-    protocol=None,
-):
-    """results.csv, results.md, cmc.png and ranked_lists.png for one evaluation.
-
-    The figures come from the ranking the results were scored on
-    (:func:`keras_reid.metrics.evaluate.rank_protocol`: the dataset's
-    protocol, with ``rerank``): for a video dataset the ranked lists show
-    tracklets, for CUHK03 the CMC is the single-shot one.
-
-    Args:
-        row: the results row of :func:`evaluate_model`.
-        query, gallery: the query and gallery features (one row per table row).
-        dataset: the evaluated dataset.
-        out: the report folder (created if needed).
-        metric, normalize, worst_first, rerank: as for :func:`evaluate_model`.
-        protocol: the protocol name (default: the dataset's, ``PROTOCOL_OF``).
-    """
-    os.makedirs(out, exist_ok=True)
-    write_text(os.path.join(out, "results.csv"), row.to_csv(index=False))
-    write_text(os.path.join(out, "results.md"), format_results(row, markdown=True) + "\n")
     ranking = rank_protocol(
         query,
         gallery,
@@ -300,15 +240,41 @@ def write_report(
         metric=metric,
         normalize=normalize,
         rerank=rerank,
-        protocol=protocol or PROTOCOL_OF.get(dataset.name, "market"),
+        protocol=PROTOCOL_OF.get(dataset.name, "market"),
     )
+    row = results_row(ranking, metric=metric, normalize=normalize, rerank=rerank)
+    row.insert(0, "dataset", dataset.name)
+    row.insert(1, "tta", tta or "none")
+    if out is not None:
+        write_report(row, ranking, dataset.name, out, worst_first=worst_first)
+    return row
+
+
+def write_report(row, ranking, name, out, worst_first=True):
+    """results.csv, results.md, cmc.png and ranked_lists.png for one evaluation.
+
+    The figures show the ranking the results were scored on
+    (:func:`keras_reid.metrics.evaluate.rank_protocol`: the dataset's
+    protocol, with its re-ranking): for a video dataset the ranked lists show
+    tracklets, for CUHK03 the CMC is the single-shot one.
+
+    Args:
+        row: the results row of :func:`evaluate_model`.
+        ranking: the :func:`~keras_reid.metrics.evaluate.rank_protocol` result it came from.
+        name: the dataset's name, for titles.
+        out: the report folder (created if needed).
+        worst_first: ranked lists show the queries with the lowest AP first.
+    """
+    os.makedirs(out, exist_ok=True)
+    write_text(os.path.join(out, "results.csv"), row.to_csv(index=False))
+    write_text(os.path.join(out, "results.md"), format_results(row, markdown=True) + "\n")
     plot_cmc(
         {
             "market rule": ranking.results["market"].cmc,
             "-nd (other cameras only)": ranking.results["nd"].cmc,
         },
         os.path.join(out, "cmc.png"),
-        title=f"CMC on {dataset.name}",
+        title=f"CMC on {name}",
     )
     plot_ranked_lists(
         ranking.dist,

@@ -13,6 +13,7 @@ from keras_reid import reporting
 from keras_reid.data import load_dataset
 from keras_reid.errors import ReIDError
 from keras_reid.metrics import evaluate
+from keras_reid.metrics.evaluate import rank_protocol
 from keras_reid.metrics.plots import ranked_lists
 from keras_reid.models import build_embedding_model
 from keras_reid.reporting import collect_runs, evaluate_model, load_keras_model, runs_table
@@ -54,7 +55,10 @@ def test_video_report_draws_the_tracklets_the_protocol_scores(tmp_path, monkeypa
     monkeypatch.setattr(
         reporting, "plot_ranked_lists", lambda *args, **kwargs: drawn.update(ranked=args)
     )
-    reporting.write_report(row, query, gallery, mars, str(tmp_path / "report"))
+    ranking = rank_protocol(
+        query, gallery, mars.query, mars.gallery, protocol="video", normalize=True
+    )
+    reporting.write_report(row, ranking, mars.name, str(tmp_path / "report"))
     dist, q_tracks, g_tracks, _ = drawn["ranked"]
     # 2 query tracklets (5 frames) against 6 gallery tracklets (12 frames), as the protocol ranks.
     assert (len(mars.query), len(mars.gallery)) == (5, 12)

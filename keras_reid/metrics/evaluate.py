@@ -247,7 +247,17 @@ def evaluate(
         num_repeats=num_repeats,
         seed=seed,
     )
+    return results_row(ranking, ranks, metric, normalize, rerank)
+
+
+def results_row(ranking, ranks=(1, 5, 10), metric="euclidean", normalize=False, rerank=False):
+    """The one-row results DataFrame of :func:`evaluate` from a :func:`rank_protocol` ranking.
+
+    For callers that also draw the ranking (a report), so it is computed once.
+    ``ranking`` must have been computed with ``max_rank >= max(ranks)``.
+    """
     results = ranking.results
+    protocol = ranking.protocol
     row = {}
     for rule, suffix in (("market", ""), ("nd", "_nd")):
         for k in ranks:
