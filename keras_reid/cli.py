@@ -182,6 +182,8 @@ def cmd_demo(args):
 
 
 def cmd_train(args):
+    import pandas as pd
+
     from keras_reid.config import load_config
     from keras_reid.training import RECIPES
 
@@ -195,7 +197,11 @@ def cmd_train(args):
     if args.mixed_precision:
         overrides.append(f"{train}.mixed_precision=true")
     config = load_config(args.config, overrides)
-    recipe(config, args.out, resume=args.resume)
+    result = recipe(config, args.out, resume=args.resume)
+    if isinstance(result, pd.DataFrame):  # a recipe's results table (EmbAE)
+        from keras_reid.reporting import results_markdown
+
+        print(results_markdown(result), flush=True)
     print(f"wrote {args.out}")
 
 

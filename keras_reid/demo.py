@@ -31,7 +31,8 @@ import pandas as pd
 from keras_reid.data import load_dataset
 from keras_reid.data.sheet import contact_sheet
 from keras_reid.data.synthetic import generate
-from keras_reid.training.embae import results_markdown, train_embae, write_results
+from keras_reid.reporting import results_markdown, write_score_results
+from keras_reid.training.embae import train_embae
 
 SOURCE = "synth-a"
 TARGET = "synth-b"
@@ -146,11 +147,11 @@ def run_demo(out="demo_out", quick=False, seed=0, ids=None, verbose=None):
     )
     config = demo_config(quick, seed, verbose)
     config["data"] = {"sources": [specs[SOURCE]], "target": specs[TARGET]}
-    results = train_embae(config, run, resume=True, print_table=False)
+    results = train_embae(config, run, resume=True)
 
     print(f"[3/3] {SOURCE} -> {TARGET}, flip TTA; change over the baseline in brackets:")
     print(results_markdown(results), flush=True)
-    write_results(results, out, f"EmbAE on SynthReID: {SOURCE} -> {TARGET}")
+    write_score_results(results, out, f"EmbAE on SynthReID: {SOURCE} -> {TARGET}")
     minutes = (time.perf_counter() - start) / 60
     print(f"results -> {os.path.join(out, 'results.md')} (.csv, .png); {minutes:.1f} min")
     return results

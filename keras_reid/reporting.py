@@ -19,6 +19,7 @@ from keras_reid.metrics import (
     format_results,
     plot_cmc,
     plot_ranked_lists,
+    plot_scores,
 )
 from keras_reid.metrics.evaluate import rank_protocol, results_row
 
@@ -391,3 +392,30 @@ def runs_table(frame, baseline="baseline"):
         heading = f"### {setting} ({count} run{'s' if count > 1 else ''})\n\n"
         parts.append(heading + score_table(grouped.mean(), grouped.std(ddof=1), baseline))
     return "\n".join(parts)
+
+
+def results_markdown(results):
+    """A markdown table of the scores, with the change over the baseline row in brackets."""
+    return score_table(results.set_index("model"))
+
+
+def write_score_results(results, out, title="EmbAE"):
+    """results.csv, results.md and results.png of a scores table in ``out``, written atomically.
+
+    ``results`` has a "model" column, one row per model (the first, "baseline",
+    is the reference of the changes in brackets) and the :data:`SCORE_COLUMNS`.
+    """
+    write_text(os.path.join(out, "results.csv"), results.to_csv(index=False))
+    write_text(os.path.join(out, "results.md"), results_markdown(results))
+    plot_scores(results, os.path.join(out, "results.png"), SCORE_COLUMNS, title)
+
+
+def brief_scores(row, baseline=None):
+    """One line of a row's scores (with the change over ``baseline`` in brackets), for logs."""
+    parts = []
+    for name in SCORE_COLUMNS:
+        text = f"{name} {row[name]:.3f}"
+        if baseline is not None:
+            text += f" ({row[name] - baseline[name]:+.3f})"
+        parts.append(text)
+    return ", ".join(parts)

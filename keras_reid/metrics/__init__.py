@@ -18,7 +18,7 @@ Features in, numbers out; nothing here needs the model.
 
 from keras_reid.metrics.distance import l2_normalize, pairwise_distance
 from keras_reid.metrics.evaluate import evaluate, format_results
-from keras_reid.metrics.plots import plot_cmc, plot_ranked_lists
+from keras_reid.metrics.plots import plot_cmc, plot_ranked_lists, plot_scores
 from keras_reid.metrics.probe import probe_accuracy
 from keras_reid.metrics.ranking import (
     RankResult,
@@ -38,6 +38,7 @@ __all__ = [
     "pairwise_distance",
     "plot_cmc",
     "plot_ranked_lists",
+    "plot_scores",
     "pool_tracklets",
     "probe_accuracy",
     "rank_metrics",

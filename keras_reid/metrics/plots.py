@@ -350,3 +350,32 @@ def plot_ranked_lists(
             )
             axes.axis("off")
     return _save(figure, out_path)
+
+
+def plot_scores(results, out_path, columns, title="scores"):
+    """A grouped bar chart of score columns (fractions) per model, written atomically.
+
+    Args:
+        results: a DataFrame with a "model" column and the score ``columns``.
+        out_path: the PNG (or any Matplotlib format) to write.
+        columns: the score columns, one bar each per model.
+        title: the chart's title.
+
+    Example:
+        >>> plot_scores(results, "results.png", ("rank1", "mAP"), "EmbAE")
+    """
+    figure = _figure(1.2 + 1.1 * len(results), 3.6)
+    axes = figure.add_subplot(1, 1, 1)
+    width = 0.8 / len(columns)
+    positions = np.arange(len(results))
+    for index, name in enumerate(columns):
+        offset = (index - (len(columns) - 1) / 2) * width
+        axes.bar(positions + offset, results[name], width, label=name)
+    axes.set_xticks(positions, results["model"])
+    # Room above the highest bar for the legend; scores are fractions.
+    axes.set_ylim(0, min(1.0, np.ceil(float(results[list(columns)].max().max()) * 13) / 10))
+    axes.set_ylabel("score")
+    axes.set_title(title)
+    axes.legend(ncols=len(columns), fontsize="small", loc="upper left")
+    axes.grid(axis="y", alpha=0.3)
+    return _save(figure, out_path)

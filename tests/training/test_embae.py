@@ -16,16 +16,15 @@ from keras_reid.errors import ReIDError
 from keras_reid.inference import extract_features
 from keras_reid.metrics import evaluate
 from keras_reid.models.embae import build_embae_model, with_nuisance_groups
-from keras_reid.reporting import evaluate_model
+from keras_reid.reporting import evaluate_model, results_markdown
 from keras_reid.training.embae import (
     VARIANTS,
-    _runnable_variants,
     camera_probe,
     feature_batches,
     fit_stage,
     group_indices,
     group_keys,
-    results_markdown,
+    runnable_variants,
     train_embae,
 )
 from keras_reid.training.embae import (
@@ -121,15 +120,15 @@ def test_cam_nui_needs_camera_ids(caplog):
 
     data = SimpleNamespace(sources=[dataset("a", [0, 1])], target=dataset("nocams", [0, -1, -1]))
     with pytest.raises(ReIDError, match="cam_nui needs camera ids.*2 of the 3 nocams"):
-        _runnable_variants(["cam_nui"], data)
+        runnable_variants(["cam_nui"], data)
     with caplog.at_level(logging.WARNING, logger="keras_reid.training"):
-        assert _runnable_variants(list(VARIANTS), data) == [v for v in VARIANTS if v != "cam_nui"]
+        assert runnable_variants(list(VARIANTS), data) == [v for v in VARIANTS if v != "cam_nui"]
     assert "skipping cam_nui" in caplog.text
     # A source without cameras cannot have a θ_nui per camera either.
     data = SimpleNamespace(sources=[dataset("a", [-1, 1])], target=dataset("b", [0, 1]))
     with pytest.raises(ReIDError, match="1 of the 2 a train images"):
-        _runnable_variants(["cam_nui"], data)
-    assert _runnable_variants(["all", "fix_nui"], data) == ["all", "fix_nui"]
+        runnable_variants(["cam_nui"], data)
+    assert runnable_variants(["all", "fix_nui"], data) == ["all", "fix_nui"]
 
 
 # ---------------------------------------------------------------------------
