@@ -36,7 +36,8 @@ class TrainOptions:
     """The ``train`` section of a config.
 
     Attributes:
-        epochs: epochs to train (an epoch is images / (P*K) steps).
+        epochs: epochs to train (an epoch is images / (P*K) steps); 0 writes the
+            initialised model, so that an ImageNet-only baseline is evaluated like a run.
         seed: seeds Python, NumPy, TensorFlow and the batch sampler; a CPU run
             with the same seed repeats.
         distribute: None, or "mirrored" for ``tf.distribute.MirroredStrategy``
@@ -62,7 +63,7 @@ class TrainOptions:
     verbose: int = 1
 
     def __post_init__(self):
-        for name, minimum in (("epochs", 1), ("checkpoint_every", 1), ("validate_every", 0)):
+        for name, minimum in (("epochs", 0), ("checkpoint_every", 1), ("validate_every", 0)):
             if getattr(self, name) < minimum:
                 raise ReIDError(f"train.{name} must be >= {minimum}, got {getattr(self, name)}.")
         if self.backup_steps is not None and self.backup_steps < 1:
