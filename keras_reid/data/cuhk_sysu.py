@@ -32,8 +32,7 @@ crops train, as before.
    interrupted extraction never leaves a half-filled cache; delete the folder
    to extract again. Once it exists the scenes are not read.
 
-   pid is the number of ``idname`` (p11422 -> 11422), the same numbering as
-   the torchreid crops' names.
+   pid is the number of ``idname`` (p11422 -> 11422).
 
    * train: every box of the 5,532 ``Train.mat`` persons (the paper's
      training set, 11,206 scenes).
@@ -47,18 +46,21 @@ crops train, as before.
    files): all scenes with the person plus distractor scenes, and the
    detector's boxes in them are ranked. Here there is no detection (the
    annotated boxes are the crops), and the library ranks every query against
-   ONE gallery table, so a per-query gallery cannot be expressed; the gallery
-   is the union of the queries' true matches, as re-ID work on CUHK-SYSU
-   crops does. Each query is therefore ranked against the other 2,899
-   persons' crops too (all hard negatives: labelled pedestrians), not
-   against the few boxes of its G scenes. Distractor scenes contribute no
+   ONE gallery table, so a per-query gallery cannot be expressed; the closest
+   single gallery is the union of the queries' true matches. Each query is
+   therefore ranked against the other 2,899 persons' crops (labelled
+   pedestrians, all of them negatives), not against the few boxes of its G
+   scenes. Distractor scenes contribute no
    crop: their labelled people are in the union already when they are test
    persons, and their unlabelled pedestrians (no identity, many tiny or
    zero-size boxes in ``Images.mat``) are left out, as in the torchreid crops.
-   Because every ``TestG{G}`` file holds ALL the scenes of each query person,
-   the union is the same for every G; ``TestG50.mat`` (the smallest) is read
-   and no gallery-size option is offered, since it would change nothing.
-   Scores are thus not comparable with person-search tables at a given G.
+   Because every ``TestG{G}`` gallery holds ALL the scenes of its query person
+   (the protocol of Xiao et al.; G only adds distractor scenes), the union is
+   the same for every G: ``TestG50.mat`` (the smallest) is read and no
+   gallery-size option is offered, since it would change nothing. Scores are
+   thus not comparable with person-search tables at a given G. The MSML paper
+   (Xiao et al., 2017, Sec. 4.1) tests on these 2,900 persons on crops but does
+   not state its gallery; its Table 5 compares with person-search results.
 
    Evaluation: with camid -1 no gallery crop counts as "same camera", so
    nothing is ignored for the camera (see :mod:`keras_reid.metrics.ranking`):
@@ -70,9 +72,11 @@ crops train, as before.
        ROOT/cropped_images/p11422_s16929.jpg        pid 11422 from scene s16929
        ROOT/cropped_images/p11422_s16929_1.jpg      (an optional crop index)
 
-   torchreid's ``cropped_images`` (11,934 ids, 34,574 crops) holds every
-   person of ``Person.mat``, test persons included, so it cannot be split
-   into the test protocol: all crops train; query and gallery are empty.
+   torchreid's ``cropped_images`` (11,934 ids, 34,574 crops) holds more
+   identities than the protocol's train and test persons together (8,432),
+   and its names do not say which split a person belongs to: all crops
+   train; query and gallery are empty. Do not score on the release's test
+   persons after training on it.
 """
 
 import logging
@@ -139,7 +143,7 @@ def cuhk_sysu(root):
             f"cuhk_sysu: neither 'annotation' nor 'cropped_images' under {root} "
             f"(expected {RELEASE_LAYOUT}, or {LAYOUT})."
         )
-    folder = require_dir(root, "cropped_images", "cuhk_sysu", LAYOUT)
+    folder = os.path.join(root, "cropped_images")
     records = parse_folder(
         folder,
         PATTERN,
@@ -186,7 +190,7 @@ def _box(value):
     box = np.asarray(value)
     if box.size == 0:
         return None
-    if box.dtype.kind not in "iuf" or box.size != 4:
+    if box.dtype.kind not in "iuf" or box.size != 4 or not np.all(np.isfinite(box)):
         raise _Malformed("idlocate as 4 numbers (x, y, w, h)")
     # Truncated like the public loaders do (the release's boxes are whole pixels).
     return tuple(int(v) for v in box.ravel())
