@@ -218,6 +218,106 @@ def make_ward(root, folders=("camera_1", "camera_2", "camera_3"), id_folders=Fal
 
 SYSU = ["p1_s1.jpg", "p1_s2_1.jpg", "p5_s3.jpg", "p11422_s16929_2.jpg"]
 
+# The official CUHK-SYSU release in miniature: scenes of SYSU_SCENE_SHAPE (H, W) and boxes
+# (x, y, w, h). Training persons: idname -> [(scene, box)].
+SYSU_SCENE_SHAPE = (48, 40)
+SYSU_TRAIN = {
+    "p3": [("s1.jpg", (2, 4, 10, 20)), ("s2.jpg", (20, 10, 12, 30))],
+    "p8": [("s2.jpg", (1, 1, 8, 16)), ("s3.jpg", (5, 6, 9, 18))],
+}
+# Test queries: (idname, query scene, query box, gallery [(scene, box or None)]); None is a
+# distractor scene without the person. The real TestG50 lists 50 scenes per query.
+SYSU_TEST = [
+    (
+        "p5",
+        "s4.jpg",
+        (0, 0, 10, 24),
+        [("s5.jpg", (3, 4, 10, 20)), ("s6.jpg", (28, 20, 12, 28)), ("s7.jpg", None)],
+    ),
+    (
+        "p11",
+        "s5.jpg",
+        (20, 2, 15, 30),
+        [("s8.jpg", (6, 8, 10, 22)), ("s4.jpg", None), ("s9.jpg", None)],
+    ),
+    # s8's box reaches one pixel past the scene's right border.
+    (
+        "p12",
+        "s9.jpg",
+        (10, 10, 10, 20),
+        [("s6.jpg", (0, 5, 9, 20)), ("s8.jpg", (30, 30, 11, 19)), ("s1.jpg", None)],
+    ),
+]
+
+
+def _struct_array(dtype_fields, rows):
+    """A 1 x n MATLAB struct array (scipy's structured array of objects) from dicts."""
+    array = np.empty((1, len(rows)), dtype=[(f, object) for f in dtype_fields])
+    for index, row in enumerate(rows):
+        for field in dtype_fields:
+            array[0, index][field] = row[field]
+    return array
+
+
+def _appearance(scene, box):
+    # An empty idlocate is 1 x 0, as the release stores it (the public loaders unpack
+    # ``(box,) = idlocate`` and test ``box.size == 0``).
+    idlocate = np.zeros((1, 0)) if box is None else np.array([box], dtype=np.float64)
+    return {"imname": np.array([scene]), "idlocate": idlocate, "ishard": np.array([[0.0]])}
+
+
+def make_cuhk_sysu_release(root, train=SYSU_TRAIN, test=SYSU_TEST, write=("Train", "TestG50")):
+    """The release's layout: ``Image/SSM/*.jpg`` and ``annotation/test/train_test/*.mat``.
+
+    The .mat files are MATLAB v5, structured as the public person-search loaders read
+    the real ones: ``Train`` a (n x 1) cell of 1 x 1 structs (idname, nAppear, scene),
+    ``scene`` a 1 x k struct (imname, idlocate, ishard); ``TestG50`` a 1 x n struct
+    (Query: 1 x 1 struct of imname, idlocate, ishard, idname; Gallery: 1 x G struct of
+    imname, idlocate, ishard). ``write`` picks which files to write. Returns
+    ``{scene name: RGB image}``.
+    """
+    scenes = {s for person in train.values() for s, _ in person}
+    scenes |= {q[1] for q in test} | {s for q in test for s, _ in q[3]}
+    images = {
+        s: write_image(os.path.join(root, "Image", "SSM", s), *SYSU_SCENE_SHAPE)
+        for s in sorted(scenes)
+    }
+    folder = os.path.join(root, "annotation", "test", "train_test")
+    os.makedirs(folder, exist_ok=True)
+    if "Train" in write:
+        cell = np.empty((len(train), 1), dtype=object)
+        for row, (idname, appearances) in enumerate(train.items()):
+            scene = _struct_array(
+                ("imname", "idlocate", "ishard"), [_appearance(s, b) for s, b in appearances]
+            )
+            cell[row, 0] = _struct_array(
+                ("idname", "nAppear", "scene"),
+                [
+                    {
+                        "idname": np.array([idname]),
+                        "nAppear": np.array([[len(appearances)]]),
+                        "scene": scene,
+                    }
+                ],
+            )
+        savemat(os.path.join(folder, "Train.mat"), {"Train": cell})
+    if "TestG50" in write:
+        items = []
+        for idname, scene, box, gallery in test:
+            query = _struct_array(
+                ("imname", "idlocate", "ishard", "idname"),
+                [{**_appearance(scene, box), "idname": np.array([idname])}],
+            )
+            entries = _struct_array(
+                ("imname", "idlocate", "ishard"), [_appearance(s, b) for s, b in gallery]
+            )
+            items.append({"Query": query, "Gallery": entries})
+        savemat(
+            os.path.join(folder, "TestG50.mat"),
+            {"TestG50": _struct_array(("Query", "Gallery"), items)},
+        )
+    return images
+
 
 # --- MARS -------------------------------------------------------------------------------
 
