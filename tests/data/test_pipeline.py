@@ -508,6 +508,19 @@ def test_pk_batches_with_a_class_map_are_the_same_rows_labelled_by_class(overlap
     assert labels.numpy().min() >= 4
 
 
+def test_pk_batches_with_a_class_map_keep_two_datasets_of_one_table_apart(overlapping):
+    # One table holding both datasets: gamma's pid 0 and delta's pid 0 are two
+    # classes, and a K-group never mixes them.
+    both = pd.concat(overlapping, ignore_index=True)
+    classes = ClassMap.from_tables(both)
+    dataset = pk_batches(both, 4, 2, SIZE, None, seed=3, cache=True, class_map=classes)
+    for images, labels in take(dataset, 30):
+        groups = labels.numpy().reshape(4, 2)
+        assert (groups == groups[:, :1]).all() and len(set(groups[:, 0])) == 4
+        pixel_pids, pixel_tables, _ = labels_from_pixels(images)
+        np.testing.assert_array_equal(labels, expected_classes(pixel_pids, pixel_tables))
+
+
 def test_mixed_replicas_receive_whole_groups(overlapping):
     p, k, replicas = 4, 2, 2
     dataset = mixed_batches(overlapping, p, k, SIZE, seed=0, num_replicas=replicas)
