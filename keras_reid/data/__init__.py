@@ -25,10 +25,12 @@ from keras_reid.data.dataset import (
     parse_spec,
     register_dataset,
 )
+from keras_reid.data.labels import ClassMap
 from keras_reid.data.pipeline import (
     find_unreadable,
     inference_batches,
     load_image,
+    mixed_batches,
     pk_batches,
     steps_per_epoch,
     unlabeled_batches,
@@ -37,10 +39,12 @@ from keras_reid.data.sheet import contact_sheet
 
 __all__ = [
     "Augment",
+    "ClassMap",
     "contact_sheet",
     "find_unreadable",
     "inference_batches",
     "load_image",
+    "mixed_batches",
     "pk_batches",
     "resolve_augment",
     "steps_per_epoch",

@@ -5,7 +5,11 @@ Every pipeline yields float32 RGB images in the raw 0-255 range, resized to
 
 - :func:`pk_batches`: infinite ``(images, pids)`` batches of P identities × K
   images, K consecutive rows per identity, each batch from one table (the
-  batch-hard triplet sampling of Hermans et al., 2017, section 3.3).
+  batch-hard triplet sampling of Hermans et al., 2017, section 3.3); with a
+  :class:`~keras_reid.data.labels.ClassMap`, the labels are class indices.
+- :func:`mixed_batches`: the same P×K batches drawn from the union of the
+  tables as one identity space, so a batch may mix datasets; labels are class
+  indices (MSML's training on four merged datasets).
 - :func:`unlabeled_batches`: infinite shuffled batches of a target-domain table
   whose labels are all -1 (DIEN / EmbAE).
 - :func:`inference_batches`: every row once, in order, for embedding.
@@ -41,6 +45,7 @@ import pandas as pd
 import tensorflow as tf
 
 from keras_reid.data.augment import resolve_augment
+from keras_reid.data.labels import ClassMap
 from keras_reid.errors import ReIDError
 
 logger = logging.getLogger("keras_reid.data")
@@ -326,9 +331,12 @@ def _non_negative(**values):
 
 
 class _Rows:
-    """The tables concatenated: per-row paths and labels as constant tensors."""
+    """The tables concatenated: per-row paths and labels as constant tensors.
 
-    def __init__(self, named, pids=None):
+    With ``classes`` (a class index per row), the labels are those instead of the pids.
+    """
+
+    def __init__(self, named, pids=None, classes=None):
         tables = [table for _, table in named]
         self.sizes = np.array([len(t) for t in tables])
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
@@ -342,17 +350,22 @@ class _Rows:
         )
         self.dataset = tf.constant(np.repeat(np.arange(len(tables), dtype=np.int32), self.sizes))
         self.path_tensor = tf.constant(self.paths)
+        self.classes = None if classes is None else tf.constant(classes, tf.int32)
         self.named = named
 
     def labels(self, indices, with_meta):
         pids = tf.gather(self.pids, indices)
+        classes = None if self.classes is None else tf.gather(self.classes, indices)
         if not with_meta:
-            return pids
-        return {
+            return pids if classes is None else classes
+        meta = {
             "pid": pids,
             "camid": tf.gather(self.camids, indices),
             "dataset": tf.gather(self.dataset, indices),
         }
+        if classes is not None:
+            meta["label"] = classes
+        return meta
 
 
 def _decode_all(paths, image_size, tables=None):
@@ -438,21 +451,30 @@ class _PKSampler:
     """Row indices of P×K batches, drawn with stateless ops from a per-batch seed.
 
     The rows of the tables are laid out id by id in ``order``; id ``j`` owns
-    ``order[start[j] : start[j] + count[j]]`` and belongs to table ``table[j]``.
+    ``order[start[j] : start[j] + count[j]]`` and belongs to pool ``table[j]``.
+    A pool is a table, or with ``pooled`` the union of all the tables. An id is
+    a table's pid, or its ``keys`` (one array per table, e.g. class indices).
     """
 
-    def __init__(self, named, offsets, p, k):
+    def __init__(self, named, offsets, p, k, keys=None, pooled=False):
+        if keys is None:
+            keys = [frame["pid"].to_numpy() for _, frame in named]
+        pools = [
+            (np.arange(len(frame), dtype=np.int64) + offset, key)
+            for (_, frame), offset, key in zip(named, offsets, keys, strict=True)
+        ]
+        if pooled:
+            pools = [tuple(np.concatenate(parts) for parts in zip(*pools, strict=True))]
         order, start, count, table = [], [], [], []
         position = 0
-        for index, ((_, frame), offset) in enumerate(zip(named, offsets, strict=True)):
-            rows = np.arange(len(frame), dtype=np.int64) + offset
-            for _, members in pd.Series(rows).groupby(frame["pid"].to_numpy(), sort=True):
+        for index, (rows, key) in enumerate(pools):
+            for _, members in pd.Series(rows).groupby(key, sort=True):
                 order.append(members.to_numpy())
                 start.append(position)
                 count.append(len(members))
                 table.append(index)
                 position += len(members)
-        sizes = np.array([len(frame) for _, frame in named], np.float64)
+        sizes = np.array([len(rows) for rows, _ in pools], np.float64)
         self.p, self.k = p, k
         self.width = max(max(count), k)
         self.order = tf.constant(np.concatenate(order))
@@ -463,7 +485,7 @@ class _PKSampler:
 
     def __call__(self, seed):
         table_seed, id_seed, row_seed, fill_seed = tf.unstack(tf.random.split(seed, 4))
-        # A table in proportion to its images.
+        # A table (pool) in proportion to its images.
         table = tf.random.stateless_categorical(self.log_weights, 1, table_seed, tf.int64)[0, 0]
         # P of its ids without replacement: the P largest random keys.
         keys = tf.random.stateless_uniform(tf.shape(self.table), id_seed)
@@ -504,6 +526,7 @@ def pk_batches(
     num_replicas=1,
     cache=False,
     start_step=0,
+    class_map=None,
 ):
     """Infinite P×K training batches: P identities, K images each, one table per batch.
 
@@ -512,7 +535,9 @@ def pk_batches(
     together but never mixed in a batch, as EmbAE requires). Inside a batch,
     the K images of an identity are consecutive rows. An identity with at
     least K images gives K distinct ones; one with fewer gives all of its
-    images plus random repeats. The pids are the table's own.
+    images plus random repeats. The labels are the table's own pids, or with
+    ``class_map`` their class indices (for a softmax loss); the batches are the
+    same rows either way.
 
     Args:
         tables: a labelled table (DataFrame with columns path, pid, camid,
@@ -527,7 +552,8 @@ def pk_batches(
             at random when the pipeline is built. Default None.
         with_meta: when True the labels are a dict ``{"pid", "camid",
             "dataset"}`` of int32 ``[P·K]``, ``dataset`` being the table's index
-            in ``tables`` (in dict order for a dict). Default False.
+            in ``tables`` (in dict order for a dict), plus ``"label"`` (the class
+            indices) with a ``class_map``. Default False.
         num_replicas: replicas the global batch is split across along axis 0
             (``tf.distribute.MirroredStrategy``); P must be a multiple so that
             each replica gets whole K-groups. Default 1.
@@ -538,47 +564,41 @@ def pk_batches(
         start_step: the index of the first batch: the stream from batch
             ``start_step`` on is exactly the tail of the stream from 0 (a
             resumed run continues where it stopped). Default 0.
+        class_map: a :class:`~keras_reid.data.labels.ClassMap` holding every
+            identity of the tables: the labels are then class indices
+            0..C-1. Default None (the pids).
 
     Returns:
         a ``tf.data.Dataset`` of ``(images, labels)``: images float32
-        ``[P·K, H, W, 3]`` raw 0-255 RGB; labels int32 pids ``[P·K]`` or the
-        dict above. Use it with ``model.fit(..., steps_per_epoch=steps_per_epoch(tables, p, k))``.
+        ``[P·K, H, W, 3]`` raw 0-255 RGB; labels int32 pids (or class indices)
+        ``[P·K]`` or the dict above. Use it with
+        ``model.fit(..., steps_per_epoch=steps_per_epoch(tables, p, k))``.
 
     Raises:
         ReIDError: for a table with a pid < 0 (unlabelled: use
             :func:`unlabeled_batches`), a table with fewer than P ids, P or K
-            below 1, or P not a multiple of ``num_replicas``.
+            below 1, P not a multiple of ``num_replicas``, or an identity the
+            ``class_map`` lacks.
 
     Example:
         >>> market = load_dataset("market1501", "/data/market")
         >>> train = pk_batches(market.train, p=18, k=4, seed=0)
         >>> images, pids = next(iter(train))  # [72, 256, 128, 3], [72]
     """
-    _positive(p=p, k=k, num_replicas=num_replicas)
-    _non_negative(start_step=start_step)
-    if p % num_replicas:
-        raise ReIDError(
-            f"P={p} identities per batch cannot be split evenly across {num_replicas} "
-            f"replicas: each replica needs whole groups of K images; use a P that is a "
-            f"multiple of {num_replicas}."
-        )
-    image_size = _check_image_size(image_size)
-    named = _as_tables(tables)
+    image_size = _check_pk_arguments(p, k, num_replicas, start_step, image_size)
+    named = _labelled_tables(tables, "pk_batches")
     for name, table in named:
-        unlabelled = int((table["pid"] < 0).sum())
-        if unlabelled:
-            raise ReIDError(
-                f"{name}: {unlabelled} image(s) have pid < 0 (unlabelled); pk_batches takes "
-                "labelled tables only: use unlabeled_batches for target-domain images."
-            )
         ids = table["pid"].nunique()
         if ids < p:
             raise ReIDError(
                 f"{name}: {ids} identities, fewer than P={p} per batch; use a smaller P or "
                 "add data."
             )
-    rows = _Rows(named)
-    sampler = _PKSampler(named, rows.offsets, p, k)
+    classes = _classes(class_map, named)
+    rows = _Rows(named, classes=None if classes is None else np.concatenate(classes))
+    # Grouped by class, a table spanning two datasets never merges their ids;
+    # for a one-dataset table the groups and the draws are those of the pids.
+    sampler = _PKSampler(named, rows.offsets, p, k, keys=classes)
     return _batches(
         rows,
         sampler.batches(seed, start_step),
@@ -587,6 +607,144 @@ def pk_batches(
         with_meta,
         cache,
     )
+
+
+def mixed_batches(
+    tables,
+    p=18,
+    k=4,
+    image_size=(256, 128),
+    augment=True,
+    seed=None,
+    with_meta=False,
+    num_replicas=1,
+    cache=False,
+    start_step=0,
+    class_map=None,
+):
+    """Infinite P×K batches from the union of the tables: one identity space, mixed datasets.
+
+    All training tables are merged into one set of dataset-qualified
+    identities (Market-1501's pid 1 and DukeMTMC's pid 1 are two), as MSML
+    trains one model on Market-1501, MARS, CUHK03 and CUHK-SYSU together (Xiao
+    et al., 2017, section 4.1: "we train one single model for all
+    benchmarks"). The paper does not say how its batches mix the datasets;
+    here they are one set: each batch holds P distinct identities drawn
+    uniformly from the union, so a batch may mix datasets and each dataset's
+    expected share of a batch is its share of the identities (not of the
+    images: CUHK-SYSU's many identities with few images each weigh more than
+    Market-1501's 751 with 17 each). K
+    images each, consecutive, as in :func:`pk_batches` (K distinct images when
+    an identity has them, else all of them plus repeats). The labels are class
+    indices, so identities of different datasets never collide in a metric or
+    softmax loss.
+
+    Randomness, ``seed``, ``start_step``, ``cache``, ``augment`` and
+    ``num_replicas`` behave exactly as in :func:`pk_batches`: batch ``n`` is
+    drawn from ``(seed, n)`` alone.
+
+    Args:
+        tables: labelled tables (columns path, pid, camid, dataset): a table,
+            a list of them, or a dict name -> table.
+        p: identities per batch. Default 18.
+        k: images per identity. Default 4.
+        image_size: ``(height, width)``. Default ``(256, 128)``.
+        augment: as in :func:`pk_batches`. Default True.
+        seed: an int for repeatable batches; None draws one. Default None.
+        with_meta: labels as a dict ``{"pid", "camid", "dataset", "label"}`` of
+            int32 ``[P·K]`` (``dataset``: the table's index in ``tables``;
+            ``label``: the class index). Default False.
+        num_replicas: replicas the batch is split across; P must be a
+            multiple. Default 1.
+        cache: keep the decoded images in memory, as in :func:`pk_batches`.
+            Default False.
+        start_step: the index of the first batch, as in :func:`pk_batches`. Default 0.
+        class_map: the :class:`~keras_reid.data.labels.ClassMap` giving the
+            class indices; it must hold every identity of the tables. Default
+            None: ``ClassMap.from_tables(tables)`` (the same map a run builds
+            from the same tables).
+
+    Returns:
+        a ``tf.data.Dataset`` of ``(images [P·K, H, W, 3] float32, labels [P·K]
+        int32 class indices)``, or the dict above as labels.
+
+    Raises:
+        ReIDError: for a table with a pid < 0, fewer than P identities in the
+            union, P or K below 1, P not a multiple of ``num_replicas``, or an
+            identity the ``class_map`` lacks.
+
+    Example:
+        >>> train = [market.train, mars.train, cuhk03.train, cuhk_sysu.train]
+        >>> classes = ClassMap.from_tables(train)
+        >>> batches = mixed_batches(train, p=32, k=4, seed=0, class_map=classes)
+        >>> images, labels = next(iter(batches))  # [128, 256, 128, 3], [128] in 0..C-1
+    """
+    image_size = _check_pk_arguments(p, k, num_replicas, start_step, image_size)
+    named = _labelled_tables(tables, "mixed_batches")
+    if class_map is None:
+        class_map = ClassMap.from_tables([table for _, table in named])
+    classes = _classes(class_map, named)
+    ids = len(np.unique(np.concatenate(classes)))
+    if ids < p:
+        names = ", ".join(name for name, _ in named)
+        raise ReIDError(
+            f"mixed batches: {ids} identities in the union of {names}, fewer than P={p} per "
+            "batch; use a smaller P or add data."
+        )
+    rows = _Rows(named, classes=np.concatenate(classes))
+    sampler = _PKSampler(named, rows.offsets, p, k, keys=classes, pooled=True)
+    return _batches(
+        rows,
+        sampler.batches(seed, start_step),
+        image_size,
+        resolve_augment(augment),
+        with_meta,
+        cache,
+    )
+
+
+def _check_pk_arguments(p, k, num_replicas, start_step, image_size):
+    """The checked ``(height, width)``, after checking the P×K batch arguments."""
+    _positive(p=p, k=k, num_replicas=num_replicas)
+    _non_negative(start_step=start_step)
+    if p % num_replicas:
+        raise ReIDError(
+            f"P={p} identities per batch cannot be split evenly across {num_replicas} "
+            f"replicas: each replica needs whole groups of K images; use a P that is a "
+            f"multiple of {num_replicas}."
+        )
+    return _check_image_size(image_size)
+
+
+def _labelled_tables(tables, caller):
+    """``_as_tables(tables)``, refusing a table with unlabelled rows."""
+    named = _as_tables(tables)
+    for name, table in named:
+        unlabelled = int((table["pid"] < 0).sum())
+        if unlabelled:
+            raise ReIDError(
+                f"{name}: {unlabelled} image(s) have pid < 0 (unlabelled); {caller} takes "
+                "labelled tables only: use unlabeled_batches for target-domain images."
+            )
+    return named
+
+
+def _classes(class_map, named):
+    """Each table's class indices under ``class_map`` (None without one)."""
+    if class_map is None:
+        return None
+    if not isinstance(class_map, ClassMap):
+        raise ReIDError(
+            "class_map must be a keras_reid.data.ClassMap (ClassMap.from_tables(train)). "
+            f"Received: class_map of type {type(class_map).__name__}"
+        )
+    classes = []
+    for name, table in named:
+        try:
+            classes.append(class_map.labels(table))
+        except ReIDError as error:
+            raise ReIDError(f"{name}: {error}") from None
+    return classes
 
 
 def unlabeled_batches(

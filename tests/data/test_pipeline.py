@@ -13,12 +13,14 @@ import pytest
 import tensorflow as tf
 
 from keras_reid.data.dataset import make_table
+from keras_reid.data.labels import ClassMap
 from keras_reid.data.pipeline import (
     IMAGE_ERRORS,
     explain_unreadable,
     find_unreadable,
     inference_batches,
     load_image,
+    mixed_batches,
     pk_batches,
     steps_per_epoch,
     unlabeled_batches,
@@ -388,3 +390,162 @@ def test_cache_names_a_truncated_jpeg_and_a_symlink_loop(tmp_path, tables):
     with pytest.raises(ReIDError) as caught:
         unlabeled_batches(table, batch_size=2, image_size=SIZE, cache=True)
     assert f"{bad[0]} (truncated JPEG), {bad[1]} (symlink loop)" in str(caught.value)
+
+
+# --- class labels and mixed batches --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def overlapping(tmp_path_factory):
+    """Two datasets whose pids overlap (0-3 in both), with opposite shapes.
+
+    gamma: 4 ids x 6 images; delta: 12 ids x 2 images. Both have 24 images, so
+    drawing in proportion to images would give each half of a batch's ids;
+    drawing identities uniformly from the union gives delta 12/16 of them.
+    """
+    root = tmp_path_factory.mktemp("overlapping")
+    gamma = write_table(root / "gamma", "gamma", 0, dict.fromkeys(range(4), 6))
+    delta = write_table(root / "delta", "delta", 1, dict.fromkeys(range(12), 2))
+    return [gamma, delta]
+
+
+def expected_classes(pids, tables):
+    """Class indices by hand: gamma's pids 0-3 are classes 0-3, delta's 0-11 are 4-15."""
+    return np.where(tables == 0, pids, 4 + pids)
+
+
+def test_mixed_batches_hold_p_classes_of_k_rows_drawn_uniformly_from_the_union(overlapping):
+    p, k, count = 4, 3, 300
+    dataset = mixed_batches(
+        overlapping, p=p, k=k, image_size=SIZE, augment=None, seed=0, with_meta=True, cache=True
+    )
+    per_class = np.zeros(16, int)
+    delta_ids = mixed = 0
+    for images, meta in take(dataset, count):
+        labels = meta["label"].numpy()
+        groups = labels.reshape(p, k)
+        assert (groups == groups[:, :1]).all(), "K consecutive rows per class"
+        assert len(set(groups[:, 0])) == p, "P distinct classes"
+        # Every row's pixels say which person of which dataset it shows.
+        pixel_pids, pixel_tables, pixel_camids = labels_from_pixels(images)
+        np.testing.assert_array_equal(labels, expected_classes(pixel_pids, pixel_tables))
+        np.testing.assert_array_equal(meta["pid"].numpy(), pixel_pids)
+        np.testing.assert_array_equal(meta["dataset"].numpy(), pixel_tables)
+        for tables, camids in zip(
+            pixel_tables.reshape(p, k), pixel_camids.reshape(p, k), strict=True
+        ):
+            # gamma ids have 6 images: 3 distinct; delta ids have 2: both.
+            assert len(set(camids)) == (k if tables[0] == 0 else 2)
+        per_class[groups[:, 0]] += 1
+        delta_ids += int((groups[:, 0] >= 4).sum())
+        mixed += len(set(pixel_tables)) == 2
+    # Uniform over 16 identities: each in P/16 of the batches (75 +- 4 sigma).
+    assert np.abs(per_class - count * p / 16).max() < 30, per_class
+    assert abs(delta_ids / (count * p) - 12 / 16) < 0.05, "in proportion to identities"
+    # A batch holds one dataset only when all P ids come from it: 496 of 1820 draws.
+    assert abs(mixed / count - 1324 / 1820) < 0.1
+
+
+def test_mixed_labels_are_the_class_map_and_default_to_the_tables_map(overlapping):
+    classes = ClassMap.from_tables(overlapping)
+    assert classes.identities[:5] == [("gamma", 0), ("gamma", 1), ("gamma", 2), ("gamma", 3)] + [
+        ("delta", 0)
+    ]
+    reverse = ClassMap.from_tables(overlapping[::-1])  # delta first: other indices
+
+    def first(class_map):
+        dataset = mixed_batches(
+            overlapping, 4, 2, SIZE, None, seed=1, with_meta=True, class_map=class_map
+        )
+        return [meta for _, meta in take(dataset, 3)]
+
+    for default, given, other in zip(first(None), first(classes), first(reverse), strict=True):
+        np.testing.assert_array_equal(default["label"], given["label"])
+        pids, tables = other["pid"].numpy(), other["dataset"].numpy()
+        np.testing.assert_array_equal(other["label"], np.where(tables == 1, pids, 12 + pids))
+    plain = take(mixed_batches(overlapping, 4, 2, SIZE, None, seed=1, class_map=classes), 1)
+    np.testing.assert_array_equal(plain[0][1], first(classes)[0]["label"])
+
+
+@pytest.mark.parametrize("make", [mixed_batches, pk_batches], ids=["mixed", "pk"])
+def test_the_stream_from_start_step_is_the_tail_of_the_stream_from_zero(overlapping, make):
+    classes = ClassMap.from_tables(overlapping)
+
+    def stream(start_step, count, cache=False):
+        dataset = make(
+            overlapping, 2, 2, SIZE, seed=4, cache=cache, start_step=start_step, class_map=classes
+        )
+        return [(images.numpy(), labels.numpy()) for images, labels in take(dataset, count)]
+
+    whole = stream(0, 7)
+    for tail in (stream(4, 3), stream(4, 3, cache=True)):
+        for (images_a, labels_a), (images_b, labels_b) in zip(whole[4:], tail, strict=True):
+            np.testing.assert_array_equal(labels_a, labels_b)
+            np.testing.assert_array_equal(images_a, images_b)
+    other_seed = make(overlapping, 2, 2, SIZE, seed=5, class_map=classes)
+    assert any(
+        (a[1] != b.numpy()).any() for a, (_, b) in zip(whole, take(other_seed, 7), strict=True)
+    )
+
+
+def test_pk_batches_with_a_class_map_are_the_same_rows_labelled_by_class(overlapping):
+    classes = ClassMap.from_tables(overlapping)
+
+    def batches(class_map):
+        dataset = pk_batches(
+            overlapping, 3, 2, SIZE, seed=2, with_meta=True, cache=True, class_map=class_map
+        )
+        return take(dataset, 20)
+
+    for (images, meta), (images_c, meta_c) in zip(batches(None), batches(classes), strict=True):
+        np.testing.assert_array_equal(images, images_c)
+        for key in ("pid", "camid", "dataset"):
+            np.testing.assert_array_equal(meta[key], meta_c[key])
+        assert len(set(meta_c["dataset"].numpy())) == 1, "still one table per batch"
+        expected = expected_classes(meta["pid"].numpy(), meta["dataset"].numpy())
+        np.testing.assert_array_equal(meta_c["label"], expected)
+    _, labels = take(pk_batches(overlapping[1], 3, 2, SIZE, seed=2, class_map=classes), 1)[0]
+    assert labels.numpy().min() >= 4
+
+
+def test_pk_batches_with_a_class_map_keep_two_datasets_of_one_table_apart(overlapping):
+    # One table holding both datasets: gamma's pid 0 and delta's pid 0 are two
+    # classes, and a K-group never mixes them.
+    both = pd.concat(overlapping, ignore_index=True)
+    classes = ClassMap.from_tables(both)
+    dataset = pk_batches(both, 4, 2, SIZE, None, seed=3, cache=True, class_map=classes)
+    for images, labels in take(dataset, 30):
+        groups = labels.numpy().reshape(4, 2)
+        assert (groups == groups[:, :1]).all() and len(set(groups[:, 0])) == 4
+        pixel_pids, pixel_tables, _ = labels_from_pixels(images)
+        np.testing.assert_array_equal(labels, expected_classes(pixel_pids, pixel_tables))
+
+
+def test_mixed_replicas_receive_whole_groups(overlapping):
+    p, k, replicas = 4, 2, 2
+    dataset = mixed_batches(overlapping, p, k, SIZE, seed=0, num_replicas=replicas)
+    for _, labels in take(dataset, 5):
+        for part in np.split(labels.numpy(), replicas):
+            groups = part.reshape(p // replicas, k)
+            assert (groups == groups[:, :1]).all()
+    with pytest.raises(ReIDError, match=r"P=3.*2 replicas"):
+        mixed_batches(overlapping, p=3, k=2, num_replicas=2)
+
+
+def test_mixed_refuses_fewer_identities_than_p_naming_both(overlapping):
+    # 16 identities in the union, although each table alone has fewer than P.
+    mixed_batches(overlapping, p=16, k=2, image_size=SIZE)
+    with pytest.raises(ReIDError, match=r"16 identities in the union of gamma, delta.*P=17"):
+        mixed_batches(overlapping, p=17, k=2, image_size=SIZE)
+
+
+def test_class_labels_refuse_unlabelled_rows_and_identities_outside_the_map(overlapping):
+    gamma, delta = overlapping
+    with pytest.raises(ReIDError, match=r"delta: 24 image\(s\) have pid < 0.*mixed_batches"):
+        mixed_batches([gamma, delta.assign(pid=-1)], p=2, k=2)
+    with pytest.raises(ReIDError, match=r"delta: .*not in the class map.*delta pid 0"):
+        mixed_batches(overlapping, p=2, k=2, class_map=ClassMap.from_tables(gamma))
+    with pytest.raises(ReIDError, match=r"delta: .*not in the class map"):
+        pk_batches(overlapping, p=2, k=2, class_map=ClassMap.from_tables(gamma))
+    with pytest.raises(ReIDError, match="Received: class_map of type dict"):
+        pk_batches(overlapping, p=2, k=2, class_map={"gamma": 0})
