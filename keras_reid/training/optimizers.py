@@ -275,6 +275,11 @@ class LayerwiseOptimizer(keras.optimizers.Optimizer):
                             variable.assign(variable.constraint(variable))
         self._iterations.assign_add(1)
 
+    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+        """Keras' exclusion from weight decay, passed on to every group (call before build)."""
+        for group in self._groups:
+            group.optimizer.exclude_from_weight_decay(var_list=var_list, var_names=var_names)
+
     def finalize_variable_values(self, var_list):
         var_list = list(var_list)
         for group in self._groups:

@@ -86,10 +86,17 @@ def test_sgd_factor_10_moves_a_module_ten_times_as_far_longest_prefix_winning():
     for path, factor, w0, w1, g in zip(PATHS, factors, before, after, grads, strict=True):
         step = w0.astype("float64") - w1.astype("float64")
         np.testing.assert_allclose(step, 0.01 * factor * g, rtol=1e-4, atol=1e-7, err_msg=path)
-    # The frozen head is bit-identical; the factor-10 weights moved 10x the factor-1 step.
+    # The frozen head is bit-identical.
     for w0, w1 in zip(before[6:], after[6:], strict=True):
         np.testing.assert_array_equal(w1, w0)
     assert int(optimizer.iterations) == 1
+    # A new base rate (as Keras' LearningRateScheduler sets it) reaches every group.
+    optimizer.learning_rate = 0.02
+    optimizer.apply(grads, model.trainable_variables)
+    again = values(model.trainable_variables)
+    for path, factor, w1, w2, g in zip(PATHS, factors, after, again, grads, strict=True):
+        step = w1.astype("float64") - w2.astype("float64")
+        np.testing.assert_allclose(step, 0.02 * factor * g, rtol=1e-4, atol=1e-7, err_msg=path)
 
 
 def test_adam_with_factor_f_is_adam_at_f_times_the_scheduled_rate():
@@ -114,6 +121,24 @@ def test_adam_with_factor_f_is_adam_at_f_times_the_scheduled_rate():
         np.testing.assert_array_equal(values([got])[0], values([expected])[0], err_msg=path)
     assert int(optimizer.iterations) == 4
     assert float(optimizer.learning_rate) == pytest.approx(1e-3)
+
+
+def test_weight_decay_scales_with_the_factor_and_honours_exclusions():
+    model = tiny_model()
+    optimizer = build_optimizer(
+        model, 0.1, "sgd", weight_decay=0.5, lr_multipliers={"trunk": 2, "logits": 0}
+    )
+    optimizer.exclude_from_weight_decay(var_names=["bias"])
+    for variable, value in zip(model.trainable_variables, random_grads(model, 3), strict=True):
+        variable.assign(value)  # non-zero biases too
+    before = values(model.trainable_variables)
+    optimizer.apply([np.zeros(v.shape, "float32") for v in before], model.trainable_variables)
+    after = values(model.trainable_variables)
+    # Decoupled decay with zero gradients: w * (1 - wd * lr * factor); biases excluded.
+    factors = [2, 2, 2, 2, 1, 1, 0, 0]
+    for path, factor, w0, w1 in zip(PATHS, factors, before, after, strict=True):
+        shrink = 1 if path.endswith("bias") else 1 - 0.5 * 0.1 * factor
+        np.testing.assert_allclose(w1, w0 * shrink, rtol=1e-6, err_msg=path)
 
 
 def test_factor_zero_freezes_a_module_and_its_slots_through_fit():
