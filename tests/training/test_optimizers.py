@@ -141,6 +141,26 @@ def test_weight_decay_scales_with_the_factor_and_honours_exclusions():
         np.testing.assert_allclose(w1, w0 * shrink, rtol=1e-6, err_msg=path)
 
 
+def test_global_clipnorm_clips_over_every_group_at_once():
+    model = tiny_model()
+    optimizer = build_optimizer(
+        model, 0.1, "sgd", global_clipnorm=1.0, lr_multipliers={"trunk": 2, "logits": 0}
+    )
+    before = values(model.trainable_variables)
+    grads = random_grads(model, seed=4)
+    norm = np.sqrt(sum(float(np.sum(g.astype("float64") ** 2)) for g in grads))
+    assert norm > 2  # so that clipping matters
+    optimizer.apply(grads, model.trainable_variables)
+    factors = [2, 2, 2, 2, 1, 1, 0, 0]
+    for path, factor, w0, w1, g in zip(
+        PATHS, factors, before, values(model.trainable_variables), grads, strict=True
+    ):
+        step = w0.astype("float64") - w1.astype("float64")
+        np.testing.assert_allclose(
+            step, 0.1 * factor * g / norm, rtol=1e-4, atol=1e-7, err_msg=path
+        )
+
+
 def test_factor_zero_freezes_a_module_and_its_slots_through_fit():
     model = tiny_model()
     # AdamW: its weight decay must not touch the frozen module either.
