@@ -42,7 +42,13 @@ from keras_reid.losses import (
 from keras_reid.models.embae import build_embae_inference_model, build_embae_model
 from keras_reid.models.embedding import build_embedding_model
 from keras_reid.training.embedding import triplet_metrics
-from keras_reid.training.schedules import ExponentialDecayAfter
+from keras_reid.training.optimizers import build_optimizer
+from keras_reid.training.schedules import (
+    ExponentialDecayAfter,
+    LinearWarmup,
+    Piecewise,
+    StepDecay,
+)
 
 PIDS = np.repeat(np.arange(4), 2)  # P=4 identities x K=2 images
 MIXED_PIDS = np.array([0, 0, 1, 1, -1, -1, -1, -1])  # source + unlabelled target
@@ -131,8 +137,21 @@ def saved(tmp_path_factory):
     compile_like_training(set_bn_statistics(embedding, small))
     mobilenet = build_embedding_model("mobilenet", alpha=0.25, input_shape=(64, 32, 3))
     set_bn_statistics(mobilenet, small)
+    # Per-module rates on a warmed-up piecewise schedule, built so that the
+    # file holds the groups' slots: the reload must find its groups alone.
+    warmed_up = LinearWarmup(Piecewise(10, [5], [0.1, 0.01]), 10, warmup_epochs=1)
+    mobilenet.compile(
+        optimizer=build_optimizer(
+            mobilenet, warmed_up, "sgd", momentum=0.9, lr_multipliers={"trunk": 0.1}
+        ),
+        loss={"embedding": BatchHardTripletLoss()},
+    )
+    mobilenet.optimizer.build(mobilenet.trainable_variables)
     autoencoder = build_embae_model(256, embedding_dim=16, nui_dim=8, groups=3)
-    autoencoder.compile(optimizer="adam", loss={"reconstruction": "mse"})
+    autoencoder.compile(
+        optimizer=keras.optimizers.Adam(StepDecay(10, base_lr=1e-3)),
+        loss={"reconstruction": "mse"},
+    )
     features = rng.normal(size=(8, 256)).astype("float32")
     set_bn_statistics(autoencoder, {"features": features, "group": groups})
     inference = build_embae_inference_model(embedding, autoencoder)

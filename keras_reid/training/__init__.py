@@ -7,11 +7,39 @@
 from keras_reid.registry import Registry
 from keras_reid.training.embae import train_embae
 from keras_reid.training.embedding import train_embedding
+from keras_reid.training.optimizers import (
+    OPTIMIZERS,
+    LayerwiseOptimizer,
+    build_optimizer,
+    variable_paths,
+)
 from keras_reid.training.runner import TrainOptions
-from keras_reid.training.schedules import ExponentialDecayAfter
+from keras_reid.training.schedules import (
+    SCHEDULES,
+    ExponentialDecayAfter,
+    LinearWarmup,
+    Piecewise,
+    StepDecay,
+    build_schedule,
+)
 
 RECIPES = Registry("training recipe")
 RECIPES.register("embedding")(train_embedding)
 RECIPES.register("embae")(train_embae)
 
-__all__ = ["RECIPES", "ExponentialDecayAfter", "TrainOptions", "train_embae", "train_embedding"]
+__all__ = [
+    "OPTIMIZERS",
+    "RECIPES",
+    "SCHEDULES",
+    "ExponentialDecayAfter",
+    "LayerwiseOptimizer",
+    "LinearWarmup",
+    "Piecewise",
+    "StepDecay",
+    "TrainOptions",
+    "build_optimizer",
+    "build_schedule",
+    "train_embae",
+    "train_embedding",
+    "variable_paths",
+]
