@@ -81,8 +81,12 @@ def stage_plans(name, num_stages, last_stride, dilation, dilatable):
     ``dilatable`` is how many of the last stages may be dilated (0: none).
     """
     if last_stride not in (1, 2) or isinstance(last_stride, bool):
-        raise ReIDError(f"{name}: last_stride must be 1 or 2. Received: last_stride={last_stride!r}")
-    rates = (dilation,) if isinstance(dilation, int) and not isinstance(dilation, bool) else dilation
+        raise ReIDError(
+            f"{name}: last_stride must be 1 or 2. Received: last_stride={last_stride!r}"
+        )
+    rates = (
+        (dilation,) if isinstance(dilation, int) and not isinstance(dilation, bool) else dilation
+    )
     if (
         not isinstance(rates, (tuple, list))
         or not rates
@@ -140,7 +144,7 @@ def check_weights(weights, name=None):
 
 
 def load_weight_file(net, name, path):
-    """Load a weight file (Keras .h5 in layer order, or .weights.h5) into ``net``; one-line errors."""
+    """Load a Keras .h5 (layer order) or .weights.h5 file into ``net``; one-line errors."""
     if path is None:
         return net
     try:

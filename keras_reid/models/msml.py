@@ -70,7 +70,5 @@ def build_msml_model(
             feature
         )
     if num_classes is not None:
-        outputs["logits"] = ClassificationHead(num_classes, dtype="float32", name="logits")(
-            feature
-        )
+        outputs["logits"] = ClassificationHead(num_classes, dtype="float32", name="logits")(feature)
     return keras.Model(images, outputs, name=f"{backbone}_msml")
