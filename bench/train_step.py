@@ -2,12 +2,16 @@
 
 Prints images/s of ``model.fit`` on an in-memory batch (the bare step) and on
 ``pk_batches`` reading SynthReID JPEGs from disk (the real pipeline), with and
-without the decoded-image cache, for the paper configuration (MobileNet alpha
-1.0 at 256x128) and the CPU configurations at 64x32 (small_convnet, which the
-SynthReID configs use, and MobileNet alpha 0.25). Target: end to end >= 90%
-of the bare step.
+without the decoded-image cache, for every trunk and head (``build_model``'s
+trinet and msml) at a CPU size and at the paper size. trinet trains with the
+batch-hard triplet loss on "embedding"; msml adds softmax cross-entropy on
+"logits", as the MSML recipe does. Target: end to end >= 90% of the bare step.
 
-    python bench/train_step.py [--configs synth,mobilenet-small,paper] [--steps-scale 1]
+    python bench/train_step.py [--configs cpu|paper|all|NAME,...] [--steps-scale 1]
+
+Configs are named head-trunk-size; "cpu" (default) runs the CPU sizes (64x32
+or 128x64), "paper" the paper sizes (256x128 for TriNet-MobileNet, 224x224
+for the MSML trunks; a few steps each: slow on CPU).
 """
 
 import argparse
@@ -22,19 +26,47 @@ import tensorflow as tf
 import keras_reid  # noqa: F401  (registers custom objects)
 from keras_reid.data import load_dataset, pk_batches
 from keras_reid.data.synthetic import generate
-from keras_reid.losses import BatchHardTripletLoss
-from keras_reid.models import build_embedding_model
+from keras_reid.losses import BatchHardTripletLoss, SoftmaxCrossEntropy
+from keras_reid.models import build_model
+
+
+def _config(head, backbone, size, steps, group, **options):
+    return {
+        "head": head,
+        "backbone": backbone,
+        "size": size,
+        "steps": steps,
+        "group": group,
+        "options": options,
+    }
+
 
 CONFIGS = {
-    "paper": {"backbone": "mobilenet", "alpha": 1.0, "size": (256, 128), "steps": 6},
-    "mobilenet-small": {"backbone": "mobilenet", "alpha": 0.25, "size": (64, 32), "steps": 60},
-    "synth": {"backbone": "small_convnet", "alpha": 1.0, "size": (64, 32), "steps": 40},
+    # The SynthReID configs' trunks, as before (synth, mobilenet-small, paper).
+    "trinet-small_convnet-64x32": _config("trinet", "small_convnet", (64, 32), 40, "cpu"),
+    "trinet-mobilenet025-64x32": _config("trinet", "mobilenet", (64, 32), 60, "cpu", alpha=0.25),
+    "trinet-mobilenet-256x128": _config("trinet", "mobilenet", (256, 128), 6, "paper", alpha=1.0),
+    "msml-small_convnet-64x32": _config("msml", "small_convnet", (64, 32), 40, "cpu"),
+    "msml-mobilenet025-128x64": _config("msml", "mobilenet", (128, 64), 20, "cpu", alpha=0.25),
 }
+for _trunk in ("resnet50", "bn_inception", "resnext50"):
+    CONFIGS[f"trinet-{_trunk}-128x64"] = _config("trinet", _trunk, (128, 64), 4, "cpu")
+    CONFIGS[f"msml-{_trunk}-128x64"] = _config("msml", _trunk, (128, 64), 4, "cpu")
+    CONFIGS[f"msml-{_trunk}-224x224"] = _config("msml", _trunk, (224, 224), 2, "paper")
 
 
-def compiled_model(backbone, alpha, size):
-    model = build_embedding_model(backbone, alpha=alpha, input_shape=(*size, 3))
-    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss={"embedding": BatchHardTripletLoss()})
+def compiled_model(config, num_classes):
+    args = {"backbone": config["backbone"], "input_shape": (*config["size"], 3)}
+    options = dict(config["options"])
+    if config["head"] == "trinet":
+        args["alpha"] = options.pop("alpha", 1.0)
+    args["backbone_options"] = options
+    losses = {"embedding": BatchHardTripletLoss()}
+    if config["head"] == "msml":
+        args["num_classes"] = num_classes
+        losses["logits"] = SoftmaxCrossEntropy()
+    model = build_model(config["head"], **args)
+    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=losses)
     return model
 
 
@@ -45,9 +77,22 @@ def images_per_second(model, dataset, steps, batch):
     return steps * batch / (time.perf_counter() - start)
 
 
+def selected(names):
+    if names in ("cpu", "paper"):
+        return [name for name, config in CONFIGS.items() if config["group"] == names]
+    if names == "all":
+        return list(CONFIGS)
+    unknown = [name for name in names.split(",") if name not in CONFIGS]
+    if unknown:
+        raise SystemExit(
+            f"unknown config(s) {unknown}; expected cpu, paper, all or {list(CONFIGS)}"
+        )
+    return names.split(",")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", default="synth,mobilenet-small,paper")
+    parser.add_argument("--configs", default="cpu")
     parser.add_argument("--p", type=int, default=18)
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--steps-scale", type=float, default=1.0, help="multiply the step counts")
@@ -56,29 +101,40 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         root = generate("synth-a", os.path.join(tmp, "synth-a"), ids=120, size=(128, 64))
         table = load_dataset("synth-a", root, ids=120).train
+        # Class indices for the classifier: the bench's one table, relabelled 0..C-1.
+        classes = {pid: index for index, pid in enumerate(sorted(set(table.pid)))}
+        table = table.assign(pid=table.pid.map(classes))
         print(
-            f"{'config':8s} {'bare img/s':>11s} {'disk img/s':>11s} {'ratio':>6s} "
-            f"{'disk+cache img/s':>17s} {'ratio':>6s}"
+            f"{'config':30s} {'bare img/s':>11s} {'disk img/s':>11s} {'ratio':>6s} "
+            f"{'disk+cache img/s':>17s} {'ratio':>6s}",
+            flush=True,
         )
-        for name in args.configs.split(","):
+        for name in selected(args.configs):
             config = CONFIGS[name]
             steps = max(2, int(config["steps"] * args.steps_scale))
-            model = compiled_model(config["backbone"], config["alpha"], config["size"])
+            model = compiled_model(config, len(classes))
+            outputs = model.output_names
+
+            def targets(x, y, outputs=outputs):
+                return x, {output: y for output in outputs}
+
             rng = np.random.default_rng(0)
             images = rng.uniform(0, 255, (batch, *config["size"], 3)).astype("float32")
             pids = np.repeat(np.arange(args.p), args.k).astype("int32")
-            bare = tf.data.Dataset.from_tensors((images, {"embedding": pids})).repeat()
+            bare = tf.data.Dataset.from_tensors(targets(images, pids)).repeat()
             bare_rate = images_per_second(model, bare, steps, batch)
             rates = []
             for cache in (False, True):
                 disk = pk_batches(
                     table, args.p, args.k, image_size=config["size"], seed=0, cache=cache
-                ).map(lambda x, y: (x, {"embedding": y}))
+                ).map(targets)
                 rates.append(images_per_second(model, disk, steps, batch))
             print(
-                f"{name:8s} {bare_rate:11.1f} {rates[0]:11.1f} {rates[0] / bare_rate:6.2f} "
-                f"{rates[1]:17.1f} {rates[1] / bare_rate:6.2f}"
+                f"{name:30s} {bare_rate:11.1f} {rates[0]:11.1f} {rates[0] / bare_rate:6.2f} "
+                f"{rates[1]:17.1f} {rates[1] / bare_rate:6.2f}",
+                flush=True,
             )
+            keras.backend.clear_session()
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from keras_reid.losses import (
     SoftmaxCrossEntropy,
     TripletLoss,
 )
+from keras_reid.models import build_model
 from keras_reid.models.embae import build_embae_inference_model, build_embae_model
 from keras_reid.models.embedding import build_embedding_model
 from keras_reid.training.embedding import triplet_metrics
@@ -155,6 +156,25 @@ def saved(tmp_path_factory):
     features = rng.normal(size=(8, 256)).astype("float32")
     set_bn_statistics(autoencoder, {"features": features, "group": groups})
     inference = build_embae_inference_model(embedding, autoencoder)
+    # The registry's models with a classifier, on trunks whose stages were changed.
+    msml = build_model(
+        "msml",
+        backbone="small_convnet",
+        input_shape=(64, 32, 3),
+        feature_dim=16,
+        num_classes=4,
+        backbone_options={"widths": (8, 16), "last_stride": 1},
+    )
+    set_bn_statistics(msml, small)
+    trinet = build_model(
+        "trinet",
+        backbone="bn_inception",
+        input_shape=(64, 32, 3),
+        embedding_dim=16,
+        num_classes=4,
+        backbone_options={"last_stride": 1, "dilation": 2},
+    )
+    set_bn_statistics(trinet, small)
     every = every_layer_and_loss()
     set_bn_statistics(every, {"images": square, "group": groups % 2})
 
@@ -163,6 +183,8 @@ def saved(tmp_path_factory):
         "embedding_mobilenet": (mobilenet, {"images": small}),
         "embae_autoencoder": (autoencoder, {"features": features, "group": groups}),
         "embae_inference": (inference, {"images": small, "group": groups}),
+        "msml": (msml, {"images": small}),
+        "trinet_logits": (trinet, {"images": small}),
         "every_layer": (every, {"images": square, "group": groups % 2}),
     }
     targets = {

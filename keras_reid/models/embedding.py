@@ -2,7 +2,9 @@
 
 import keras
 
+from keras_reid.layers.classification import ClassificationHead
 from keras_reid.models.backbones import build_backbone
+from keras_reid.models.registry import check_num_classes, register_model
 
 
 def embedding_head(features, embedding_dim=128, hidden=1024, name="embedding", bn_momentum=0.99):
@@ -18,6 +20,7 @@ def embedding_head(features, embedding_dim=128, hidden=1024, name="embedding", b
     return keras.layers.Dense(embedding_dim, name=name, dtype="float32")(x)
 
 
+@register_model("trinet")
 def build_embedding_model(
     backbone="mobilenet",
     alpha=1.0,
@@ -25,17 +28,23 @@ def build_embedding_model(
     weights=None,
     embedding_dim=128,
     bn_momentum=None,
+    num_classes=None,
+    backbone_options=None,
 ):
-    """A functional model from raw RGB images to a named output "embedding".
+    """A functional model from raw RGB images to a named output "embedding" (model "trinet").
 
     Args:
-        backbone: a registered trunk: "mobilenet", "resnet50" or "small_convnet".
+        backbone: a registered trunk, e.g. "mobilenet", "resnet50" or "small_convnet".
         alpha: MobileNet width (ignored by other trunks).
         input_shape: (height, width, 3); 256x128 as in the papers, smaller for CPU runs.
         weights: None, "imagenet" or the path of a local no-top .h5 file.
         embedding_dim: size of the embedding (128 in the paper).
         bn_momentum: BatchNorm momentum of the trunk and head (None: Keras' 0.99);
             0.9 for short from-scratch CPU runs, see ``build_backbone``.
+        num_classes: None (default: no classifier) or the number of training
+            identities: adds the output "logits", a
+            :class:`~keras_reid.layers.ClassificationHead` on the embedding.
+        backbone_options: more trunk options, e.g. ``{"last_stride": 1}``.
 
     The trunk is the nested model "trunk"; its global-average-pooled output is
     the layer "trunk_features" (what EmbAE's autoencoder reconstructs).
@@ -45,9 +54,16 @@ def build_embedding_model(
         >>> model.output_names
         ['embedding']
     """
+    check_num_classes(num_classes)
     options = {"alpha": alpha} if backbone == "mobilenet" else {}
+    options.update(backbone_options or {})
     trunk = build_backbone(backbone, input_shape, weights, bn_momentum=bn_momentum, **options)
     images = keras.Input(shape=input_shape, name="images")
     features = keras.layers.GlobalAveragePooling2D(name="trunk_features")(trunk(images))
     embedding = embedding_head(features, embedding_dim, bn_momentum=bn_momentum or 0.99)
-    return keras.Model(images, {"embedding": embedding}, name=f"{backbone}_embedding")
+    outputs = {"embedding": embedding}
+    if num_classes is not None:
+        outputs["logits"] = ClassificationHead(num_classes, dtype="float32", name="logits")(
+            embedding
+        )
+    return keras.Model(images, outputs, name=f"{backbone}_embedding")

@@ -45,7 +45,9 @@ def test_local_imagenet_weights_load_and_change_the_trunk(mobilenet_025_weights)
 
 def test_bad_backbone_arguments():
     with pytest.raises(
-        ReIDError, match="unknown backbone 'vgg'; expected one of: mobilenet, resnet50"
+        ReIDError,
+        match="unknown backbone 'vgg'; expected one of: "
+        "bn_inception, mobilenet, resnet50, resnext50, small_convnet",
     ):
         build_backbone("vgg")
     with pytest.raises(ReIDError, match="alpha must be"):
