@@ -44,15 +44,18 @@ QUICK_IDS = 150
 CONFIG = {
     "embedding": {
         "model": {
+            "name": "trinet",
             "backbone": "small_convnet",
             "input_shape": [64, 32, 3],
             "weights": None,
             "embedding_dim": 128,
             "bn_momentum": 0.9,
         },
-        "loss": {"name": "batch_hard", "margin": "soft"},
+        "losses": {"embedding": {"name": "batch_hard", "margin": "soft"}},
+        "optimizer": {"name": "adam"},
         "batches": {"p": 16, "k": 4, "augment": {"flip": 0.5, "crop_pad": 0.125}, "cache": True},
         "schedule": {
+            "name": "exponential_after",
             "base_lr": 1.0e-3,
             "final_lr": 1.0e-5,
             "decay_start_epoch": 15,

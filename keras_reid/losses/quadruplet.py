@@ -28,8 +28,8 @@ class QuadrupletLoss(ReIDLoss):
     contain the anchor, pushing identities apart everywhere, not only around
     the anchor. Distances here are Euclidean (Chen et al. learn a metric).
 
-    ``mining="hard"`` (the self-attention paper's mining, as in the MSML
-    paper's quadruplet row): for anchor ``i``, ``j`` is its hardest positive,
+    ``mining="hard"`` (the self-attention paper's quadruplet-hard loss): for
+    anchor ``i``, ``j`` is its hardest positive,
     ``k`` its hardest negative, and ``h`` the sample nearest to ``k`` whose id
     differs from both ``pid_k`` and ``pid_i``:
 
@@ -41,7 +41,9 @@ class QuadrupletLoss(ReIDLoss):
     and ``pid_k != pid_i``, ``pid_l != pid_i``, ``pid_l != pid_k`` (Chen et
     al.'s constraints ``s_i = s_j``, ``s_l != s_k``, ``s_l != s_i``,
     ``s_k != s_i``). The two means are taken separately, so each term is
-    comparable to its hard-mined counterpart.
+    comparable to its hard-mined counterpart. This is the MSML paper's "Quad"
+    row (Xiao et al. 2017, Table 1), whose quadruplets are sampled at random,
+    not mined: the mean over all of them is that sampling's expectation.
 
     One value per anchor; the default reduction averages over anchors. A term
     without a valid triplet or quadruplet for that anchor (no positive, no

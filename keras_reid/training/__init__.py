@@ -13,6 +13,7 @@ from keras_reid.training.optimizers import (
     build_optimizer,
     variable_paths,
 )
+from keras_reid.training.recipe import train
 from keras_reid.training.runner import TrainOptions
 from keras_reid.training.schedules import (
     SCHEDULES,
@@ -26,6 +27,8 @@ from keras_reid.training.schedules import (
 RECIPES = Registry("training recipe")
 RECIPES.register("embedding")(train_embedding)
 RECIPES.register("embae")(train_embae)
+# MSML (and every later paper) is the shared path with its configs' sections.
+RECIPES.register("msml")(train)
 
 __all__ = [
     "OPTIMIZERS",
@@ -39,6 +42,7 @@ __all__ = [
     "TrainOptions",
     "build_optimizer",
     "build_schedule",
+    "train",
     "train_embae",
     "train_embedding",
     "variable_paths",

@@ -325,8 +325,11 @@ def build_schedule(name, steps_per_epoch, warmup_epochs=0, warmup_start_factor=0
         )
     try:
         schedule = schedule_class(steps_per_epoch, **args)
-    except TypeError as error:  # a required argument is missing
-        raise ReIDError(f"schedule {name!r}: {error}; expected: {', '.join(valid)}.") from None
+    except TypeError as error:  # a required argument is missing, or a value of the wrong type
+        given = ", ".join(f"{k}={v!r}" for k, v in args.items()) or "none"
+        raise ReIDError(
+            f"schedule {name!r}: {error}; expected: {', '.join(valid)}. Received: {given}"
+        ) from None
     if warmup_epochs == 0:
         if not _is_number(warmup_start_factor) or not 0 <= warmup_start_factor <= 1:
             raise ReIDError(

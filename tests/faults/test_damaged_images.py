@@ -152,7 +152,7 @@ def test_train_names_the_damaged_training_images(damaged_market, tmp_path):
     config = {
         "data": {"train": [f"market1501:{root}"]},
         "model": {"alpha": 0.25, "input_shape": [64, 32, 3], "embedding_dim": 8},
-        "loss": {"name": "batch_hard", "margin": "soft"},
+        "losses": {"embedding": {"name": "batch_hard", "margin": "soft"}},
         "batches": {"p": 2, "k": 2},
         "schedule": {"base_lr": 1e-3, "decay_start_epoch": 1, "decay_end_epoch": 2},
         "train": {"epochs": 1, "verbose": 0},

@@ -1,5 +1,6 @@
 """The embedding recipe end to end on tiny SynthReID data (a few steps each)."""
 
+import json
 import math
 import os
 import re
@@ -19,7 +20,7 @@ def tiny_config(root, epochs=1, **train):
     return {
         "data": {"train": [{"name": "synth-a", "root": root, "ids": 12, "size": [64, 32]}]},
         "model": {"alpha": 0.25, "input_shape": [64, 32, 3], "embedding_dim": 16},
-        "loss": {"name": "batch_hard", "margin": "soft"},
+        "losses": {"embedding": {"name": "batch_hard", "margin": "soft"}},
         "batches": {"p": 4, "k": 2},
         "schedule": {"base_lr": 1e-3, "decay_start_epoch": 1, "decay_end_epoch": 2},
         "train": {"epochs": epochs, "verbose": 0, "checkpoint_every": 1, **train},
@@ -30,7 +31,15 @@ def test_run_folder_logs_checkpoints_and_refusal(tiny_synth, tmp_path):
     config = tiny_config(tiny_synth["synth-a"])
     out = tmp_path / "run"
     model = train_embedding(config, str(out))
-    assert yaml.safe_load((out / "config.yaml").read_text()) == config
+    # The resolved config is recorded: the recipe's defaults filled in.
+    recorded = yaml.safe_load((out / "config.yaml").read_text())
+    assert recorded == {
+        **config,
+        "model": {"name": "trinet", **config["model"]},
+        "optimizer": {"name": "adam"},
+        "schedule": {"name": "exponential_after", **config["schedule"]},
+    }
+    assert json.loads((out / "classes.json").read_text())["num_classes"] == 6
     log = pd.read_csv(out / "log.csv")
     assert list(log.epoch) == [0]
     # The in-batch figures are logged beside the loss.
@@ -80,7 +89,7 @@ def test_unknown_config_keys_are_errors(tiny_synth, tmp_path):
     with pytest.raises(ReIDError, match="unknown section.*optimiser"):
         train_embedding(config, str(tmp_path / "b"))
     config = tiny_config(tiny_synth["synth-a"])
-    config["loss"] = {"name": "batch_hard", "margn": 0.3}
+    config["losses"] = {"embedding": {"name": "batch_hard", "margn": 0.3}}
     with pytest.raises(ReIDError, match="margn"):
         train_embedding(config, str(tmp_path / "c"))
 
@@ -152,8 +161,8 @@ def test_mixed_precision_keeps_a_float32_embedding_and_restores_the_policy(tiny_
         ("model", "backbone", "resnet5", "backbone"),
         ("model", "input_shape", "64x", "model.input_shape='64x'"),
         ("batches", "p", 50, "50"),
-        ("loss", "margin", "x", "margin"),
-        ("schedule", "base_lr", "fast", "schedule.base_lr='fast'"),
+        ("losses", "embedding", {"name": "batch_hard", "margin": "x"}, "margin"),
+        ("schedule", "base_lr", "fast", "base_lr='fast'"),
         ("train", "epochs", 1.5, "train.epochs must be an integer"),
         ("train", "checkpoint_every", 0, "train.checkpoint_every must be >= 1"),
     ],

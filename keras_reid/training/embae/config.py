@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from keras_reid.config import call_section
 from keras_reid.errors import ReIDError
-from keras_reid.training.embedding import _load
+from keras_reid.training.recipe import load_spec
 
 logger = logging.getLogger("keras_reid.training")
 
@@ -105,7 +105,7 @@ def load_embae_data(sources, target):
     """The ``data`` section: ``sources`` (one spec or a list), ``target`` (one spec).
 
     A spec is ``"name[:root]"`` or ``{name, root, <parser options>}``, as in
-    :func:`keras_reid.training.embedding.load_training_data`.
+    :func:`keras_reid.training.recipe.load_training_data`.
 
     Example:
         >>> data = load_embae_data(["dukemtmc:/data/DukeMTMC-reID"], "market1501:/data/market")
@@ -116,11 +116,11 @@ def load_embae_data(sources, target):
         raise ReIDError("data.sources is empty; give at least one labelled dataset, e.g. synth-a.")
     if not target:
         raise ReIDError("data.target is missing; give the unlabelled target dataset, e.g. synth-b.")
-    loaded = [_load(spec) for spec in sources]
+    loaded = [load_spec(spec) for spec in sources]
     names = [dataset.name for dataset in loaded]
     if len(set(names)) != len(names):
         raise ReIDError(f"data.sources names a dataset twice: {names}; give each once.")
-    target = _load(target)
+    target = load_spec(target)
     if target.name in names:
         raise ReIDError(
             f"data.target {target.name} is also a source; the target is the unlabelled "

@@ -15,7 +15,7 @@ import pandas as pd
 
 from keras_reid.config import call_section, check_run_dir, check_sections, prepare_run_dir
 from keras_reid.errors import ReIDError
-from keras_reid.models import build_embedding_model
+from keras_reid.models import build_model
 from keras_reid.models.embae import build_embae_model, copy_stage1_head, stage1_dimensions
 from keras_reid.reporting import brief_scores, load_keras_model, write_score_results
 from keras_reid.training.embae.config import (
@@ -38,8 +38,13 @@ from keras_reid.training.embae.stages import (
     save_stage,
     target_keys,
 )
-from keras_reid.training.embedding import TrainingData, check_embedding_config, train_embedding
+from keras_reid.training.embedding import (
+    check_embedding_config,
+    embedding_config,
+    train_embedding,
+)
 from keras_reid.training.feature_cache import cached_trunk_features
+from keras_reid.training.recipe import TrainingData
 
 logger = logging.getLogger("keras_reid.training")
 
@@ -81,9 +86,8 @@ def stage1_plan(config, data, out, resume):
             check_embedding_config(section, TrainingData(data.sources, data.target))
     if model is not None and "model" in section:
         # Sizes only: weights are not needed to know the shapes a config gives.
-        options = {**section["model"], "weights": None}
-        where = "embedding.model"
-        expected = stage1_dimensions(call_section(build_embedding_model, {where: options}, where))
+        options = {**embedding_config(section)["model"], "weights": None}
+        expected = stage1_dimensions(build_model(options.pop("name"), **options))
         found = stage1_dimensions(model)
         if found[:2] != expected[:2]:
             raise ReIDError(

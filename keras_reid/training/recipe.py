@@ -1,0 +1,322 @@
+"""The training path every paper shares: one config, one ``model.fit`` (DESIGN.md, wave 2).
+
+A paper is a model, a config and a results table: :func:`train` builds
+everything a config names, checks it before the run folder is written, and
+runs the fit with the crash-safe run state of :mod:`keras_reid.training.state`.
+
+Config sections (each maps onto one library function's arguments):
+
+=========  ====================================================================
+data       :func:`load_training_data` (``train``: dataset specs, ``val``: one spec)
+model      :func:`keras_reid.models.build_model` (``name`` + the builder's
+           arguments; ``num_classes`` is filled in from the data when a loss
+           trains the ``logits`` output)
+batches    ``kind: pk`` (one dataset per batch) or ``mixed`` (P identities from
+           the union of the train datasets), + the pipeline's arguments (p, k,
+           augment, cache)
+losses     ``{output: {name, weight, <loss arguments>}}``: compiled as a loss
+           dict with loss weights (:func:`keras_reid.losses.get_loss`)
+optimizer  :func:`keras_reid.training.optimizers.build_optimizer` (``name``,
+           ``lr_multipliers`` by layer-name prefix, the optimizer's arguments)
+schedule   :func:`keras_reid.training.schedules.build_schedule` (``name`` +
+           arguments, optional linear warm-up)
+train      :class:`keras_reid.training.runner.TrainOptions`
+=========  ====================================================================
+
+Labels: person ids become class indices 0..C-1 over the run's train
+datasets, (dataset, pid) by (dataset, pid) (:class:`keras_reid.data.labels.ClassMap`),
+written to the run folder as ``classes.json``. Every output with a loss gets
+these labels: a metric loss only compares them, a softmax loss needs them in
+[0, C).
+
+Example::
+
+    config = load_config("train_scripts/configs/msml_synth.yaml")
+    model = train(config, "runs/msml_synth")
+"""
+
+import logging
+import os
+from dataclasses import dataclass
+
+import keras
+
+from keras_reid.config import (
+    call_section,
+    check_run_dir,
+    check_sections,
+    prepare_run_dir,
+    section_options,
+)
+from keras_reid.data import load_dataset, parse_spec
+from keras_reid.data.labels import ClassMap
+from keras_reid.data.pipeline import mixed_batches, pk_batches, steps_per_epoch
+from keras_reid.errors import ReIDError
+from keras_reid.inference import model_image_size
+from keras_reid.losses import (
+    ActiveTripletFraction,
+    MeanNegativeDistance,
+    MeanPositiveDistance,
+    get_loss,
+)
+from keras_reid.models import MODELS
+from keras_reid.training.optimizers import build_optimizer
+from keras_reid.training.runner import (
+    RankingValidation,
+    TrainOptions,
+    fit,
+    runtime,
+    save_model,
+    standard_callbacks,
+)
+from keras_reid.training.schedules import build_schedule
+
+logger = logging.getLogger("keras_reid.training")
+
+SECTIONS = ("data", "model", "batches", "losses", "optimizer", "schedule", "train")
+BATCH_KINDS = {"pk": pk_batches, "mixed": mixed_batches}
+# Outputs that serve inference: they may go without a loss. Every other
+# output (logits, attention maps, domain) exists only to be trained.
+INFERENCE_OUTPUTS = ("embedding",)
+
+
+@dataclass
+class TrainingData:
+    """Labelled source datasets and an optional validation dataset."""
+
+    sources: list
+    validation: object = None
+
+    @property
+    def tables(self):
+        return [dataset.train for dataset in self.sources]
+
+
+def load_spec(spec):
+    """A dataset from ``"name[:root]"`` or ``{"name": ..., "root": ..., **options}``."""
+    if isinstance(spec, dict):
+        spec = dict(spec)
+        if "name" not in spec:
+            raise ReIDError(f"data: a dataset entry needs a 'name'; got {spec}.")
+        name, root = spec.pop("name"), spec.pop("root", None)
+        options = spec
+    else:
+        (name, root), options = parse_spec(spec), {}
+    if root is not None:
+        root = os.path.expandvars(os.path.expanduser(str(root)))
+        if "$" in root:
+            raise ReIDError(
+                f"data: {name} root {root!r} names an environment variable that is not set; "
+                "export it (e.g. REID_DATA=/data) or write the path in the config."
+            )
+    return load_dataset(name, root, **options)
+
+
+def load_training_data(train, val=None):
+    """The ``data`` section: ``train`` is a list of dataset specs, ``val`` one spec or null.
+
+    A spec is ``"name[:root]"`` (``$VARS`` and ``~`` expanded in root) or a
+    mapping ``{name, root, <parser options>}``.
+    """
+    if isinstance(train, (str, dict)):
+        train = [train]
+    if not train:
+        raise ReIDError("data.train is empty; give at least one dataset, e.g. synth-a.")
+    return TrainingData([load_spec(spec) for spec in train], load_spec(val) if val else None)
+
+
+def triplet_metrics(margin="soft"):
+    """The in-batch monitoring figures logged beside a triplet-family loss."""
+    return [MeanPositiveDistance(), MeanNegativeDistance(), ActiveTripletFraction(margin)]
+
+
+def _named(section, what, example):
+    """``(name, arguments)`` of a ``{name: ..., <arguments>}`` section."""
+    options = dict(section)
+    name = options.pop("name", None)
+    if not isinstance(name, str):
+        raise ReIDError(f"config: {what} needs a name, e.g. {what}: {{name: {example}, ...}}.")
+    return name, options
+
+
+def _calling(what, given, function, *args, **kwargs):
+    """``function(*args, **kwargs)``, a TypeError/ValueError becoming one line naming ``given``."""
+    try:
+        return function(*args, **kwargs)
+    except ReIDError as error:
+        raise ReIDError(f"config: {what}: {error}") from None
+    except (TypeError, ValueError) as error:
+        values = ", ".join(f"{what}.{k}={v!r}" for k, v in given.items()) or "no keys"
+        raise ReIDError(f"config: {what} ({values}) was refused: {error}") from error
+
+
+def build_losses(config, output_names):
+    """The ``losses`` section: ``(losses, loss_weights, metrics)`` dicts keyed by output."""
+    section = section_options(config, "losses")
+    if not section:
+        raise ReIDError(
+            "config: section losses is empty; give a loss per trained output, e.g. "
+            "losses: {embedding: {name: batch_hard, margin: soft}}."
+        )
+    losses, weights, metrics = {}, {}, {}
+    for output, spec in section.items():
+        where = f"losses.{output}"
+        if output not in output_names:
+            raise ReIDError(
+                f"config: {where}: the model has no output {output!r} (outputs: "
+                f"{', '.join(output_names)}); give losses for those outputs."
+            )
+        if not isinstance(spec, dict):
+            raise ReIDError(
+                f"config: {where} must be a mapping {{name, weight, ...}}, not {spec!r}."
+            )
+        name, options = _named(spec, where, "batch_hard")
+        weight = options.pop("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+            raise ReIDError(f"config: {where}.weight must be a number >= 0. Received: {weight!r}")
+        losses[output] = _calling(where, options, get_loss, name, **options)
+        weights[output] = float(weight)
+        if hasattr(losses[output], "margin"):  # a triplet-family loss on an embedding
+            metrics[output] = triplet_metrics(losses[output].margin)
+    untrained = [o for o in output_names if o not in losses and o not in INFERENCE_OUTPUTS]
+    if untrained:
+        raise ReIDError(
+            f"config: the model's output(s) {', '.join(untrained)} have no loss; add "
+            f"losses.{untrained[0]} (e.g. {{name: softmax}}) or build the model without it."
+        )
+    return losses, weights, metrics
+
+
+def build_run_model(config, class_map, trains_logits):
+    """The ``model`` section: ``name`` (a :data:`keras_reid.models.MODELS` entry) + arguments.
+
+    ``num_classes`` comes from the data (the run's class map) when a loss
+    trains the ``logits`` output; a config may not set it itself.
+    """
+    name, options = _named(section_options(config, "model"), "model", "trinet")
+    if "num_classes" in options:
+        raise ReIDError(
+            "config: model.num_classes is filled in from the data (the train identities); "
+            "remove it."
+        )
+    if trains_logits:
+        options["num_classes"] = class_map.num_classes
+    return call_section(MODELS.get(name), {"model": options}, "model")
+
+
+@dataclass
+class Prepared:
+    """What a config builds: the compiled model, the class map and the batch stream."""
+
+    model: keras.Model
+    class_map: ClassMap
+    steps_per_epoch: int
+    make_batches: object  # start_step -> tf.data.Dataset of (images, {output: labels})
+
+
+def prepare(config, data, options, strategy):
+    """Build and compile everything a config names; checks it all, writes nothing."""
+    class_map = ClassMap.from_tables(data.tables)
+    losses_section = section_options(config, "losses")
+    batches = section_options(config, "batches")
+    kind = batches.pop("kind", "pk")
+    if kind not in BATCH_KINDS:
+        raise ReIDError(
+            f"config: batches.kind must be one of {', '.join(BATCH_KINDS)}. Received: {kind!r}"
+        )
+    steps = steps_per_epoch(data.tables, batches.get("p", 18), batches.get("k", 4))
+    with strategy.scope():
+        model = build_run_model(config, class_map, "logits" in losses_section)
+        losses, weights, metrics = build_losses(config, list(model.output_names))
+        name, args = _named(section_options(config, "schedule"), "schedule", "piecewise")
+        schedule = _calling("schedule", args, build_schedule, name, steps, **args)
+        name, args = _named(section_options(config, "optimizer"), "optimizer", "adam")
+        optimizer = _calling("optimizer", args, build_optimizer, model, schedule, name, **args)
+        model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, metrics=metrics)
+    image_size = model_image_size(model)
+    outputs = list(losses)
+
+    def make_batches(start_step):
+        dataset = call_section(
+            BATCH_KINDS[kind],
+            {"batches": batches},
+            "batches",
+            exclude=("with_meta",),
+            tables=data.tables,
+            image_size=image_size,
+            seed=options.seed,
+            num_replicas=strategy.num_replicas_in_sync,
+            start_step=start_step,
+            class_map=class_map,
+        )
+        return dataset.map(lambda images, labels: (images, {o: labels for o in outputs}))
+
+    make_batches(0)  # checks the batches section before the run folder is written
+    return Prepared(model, class_map, steps, make_batches)
+
+
+def check_config(config, data=None):
+    """Check a config as :func:`train` does before writing, writing nothing.
+
+    For recipes that train later (EmbAE's stage 1), so that a typo there is
+    refused before their run folder exists.
+    """
+    check_sections(config, SECTIONS)
+    options = call_section(TrainOptions, config, "train")
+    data = data or call_section(load_training_data, config, "data")
+    with runtime(options) as strategy:
+        prepare(config, data, options, strategy)
+
+
+def train(config, out, resume=False, data=None):
+    """Train the model a config names; returns it.
+
+    Writes into ``out``: config.yaml (the resolved config), classes.json (class
+    index -> (dataset, pid)), log.csv, tensorboard/, checkpoints/epoch_NNNN.keras,
+    model.keras (the final model), and backup/ while the run is unfinished.
+    Every section is checked (data loaded, model, losses, optimizer, schedule
+    and batches built) before anything is written.
+
+    Args:
+        config: the config mapping (see the module docstring).
+        out: the run folder; refused if not empty unless ``resume``.
+        resume: continue an interrupted run in ``out`` from its last backup,
+            with the batches it would have had; a finished run (its
+            model.keras written) is loaded, not trained again.
+        data: a :class:`TrainingData` to use instead of the ``data`` section.
+
+    Example:
+        >>> model = train(load_config("train_scripts/configs/msml_synth.yaml"), "runs/msml")
+    """
+    check_sections(config, SECTIONS)
+    options = call_section(TrainOptions, config, "train")
+    check_run_dir(out, config, resume=resume)
+    final = os.path.join(os.path.abspath(out), "model.keras")
+    if resume and os.path.isfile(final):
+        logger.info("%s is a finished run (its model.keras exists): nothing to resume.", out)
+        return keras.models.load_model(final)
+    data = data or call_section(load_training_data, config, "data")
+    with runtime(options) as strategy:
+        prepared = prepare(config, data, options, strategy)
+        model, steps = prepared.model, prepared.steps_per_epoch
+        out = prepare_run_dir(out, config, resume=resume)
+        prepared.class_map.save(os.path.join(out, "classes.json"))
+        validation = None
+        if options.validate_every and data.validation is not None:
+            validation = RankingValidation(
+                data.validation.query, data.validation.gallery, every=options.validate_every
+            )
+        callbacks, state = standard_callbacks(out, options, steps, validation)
+        start = state.restore(model)
+        fit(
+            model,
+            prepared.make_batches,
+            steps,
+            options,
+            callbacks,
+            tables=data.tables,
+            start_step=start,
+        )
+        save_model(model, final)
+        state.finish()
+    return model

@@ -1,0 +1,117 @@
+"""The shared training path: config sections -> model, losses, optimizer, schedule, batches."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from console import run
+
+from keras_reid.data import load_dataset
+from keras_reid.errors import ReIDError
+from keras_reid.training.recipe import build_losses, check_config, train
+
+
+def spec(roots, preset):
+    return {"name": preset, "root": roots[preset], "ids": 12, "size": [64, 32]}
+
+
+def msml_config(roots, **changes):
+    """MSML's recipe at a CPU size: two SynthReID domains merged, softmax + MSML."""
+    config = {
+        "data": {"train": [spec(roots, "synth-a"), spec(roots, "synth-b")]},
+        "model": {
+            "name": "msml",
+            "backbone": "small_convnet",
+            "input_shape": [64, 32, 3],
+            "feature_dim": 16,
+        },
+        "batches": {"kind": "mixed", "p": 4, "k": 2},
+        "losses": {
+            "logits": {"name": "softmax"},
+            "embedding": {"name": "msml", "margin": 0.3, "weight": 0.5},
+        },
+        "optimizer": {"name": "adam"},
+        "schedule": {"name": "piecewise", "boundaries": [1], "values": [1e-3, 1e-4]},
+        "train": {"epochs": 1, "verbose": 0},
+    }
+    for section, values in changes.items():
+        config[section] = {**config.get(section, {}), **values}
+    return config
+
+
+def test_train_msml_through_the_console_script(tiny_synth, tmp_path):
+    config, out = tmp_path / "msml.yaml", tmp_path / "run"
+    config.write_text(yaml.safe_dump(msml_config(tiny_synth)))
+    code, _, err = run(["train", "msml", "--config", config, "--out", out])
+    assert code == 0, err
+    # The class map: each (dataset, pid) of the train tables once, by dataset then pid.
+    expected = [
+        [name, int(pid)]
+        for name in ("synth-a", "synth-b")
+        for pid in sorted(load_dataset(**spec(tiny_synth, name)).train.pid.unique())
+    ]
+    classes = json.loads((out / "classes.json").read_text())
+    assert classes["classes"] == expected and classes["num_classes"] == len(expected) == 12
+    # A fresh process with keras_reid imported, no custom_objects.
+    check = (
+        "import sys, keras, numpy as np, keras_reid\n"
+        "m = keras.models.load_model(sys.argv[1])\n"
+        "out = m.predict(np.zeros((2, 64, 32, 3), 'float32'), verbose=0)\n"
+        "norm = float(np.linalg.norm(out['embedding'][0]))\n"
+        "print(sorted(out), out['logits'].shape[1], round(norm, 4))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", check, str(out / "model.keras")], capture_output=True, text=True
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.split("\n")[-2] == "['embedding', 'logits'] 12 1.0"
+    # Both losses were trained, with their weights.
+    log = (out / "log.csv").read_text().splitlines()[0].split(",")
+    assert {"loss", "logits_loss", "embedding_loss"} <= set(log)
+
+
+def test_zero_epochs_write_the_initialised_model(tiny_synth, tmp_path):
+    config = msml_config(tiny_synth, train={"epochs": 0})
+    model = train(config, str(tmp_path / "run"))
+    assert (tmp_path / "run" / "model.keras").is_file()
+    assert int(model.optimizer.iterations.numpy()) == 0
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (
+            {"losses": {"attention": {"name": "softmax"}}},
+            "losses.attention: the model has no output 'attention' (outputs: embedding",
+        ),
+        ({"model": {"num_classes": 5}}, "model.num_classes is filled in from the data"),
+        ({"batches": {"kind": "cross"}}, "batches.kind must be one of pk, mixed"),
+        ({"batches": {"p": 13}}, "fewer than P=13"),
+        ({"losses": {"embedding": {"name": "msml", "weight": -1}}}, "weight must be a number"),
+        (
+            {"schedule": {"boundaries": [5, 2], "values": [1e-3, 1e-4, 1e-5]}},
+            "boundaries",
+        ),
+        ({"optimizer": {"lr_multipliers": {"trunkk": 0.1}}}, "trunkk"),
+        ({"optimizer": {"name": "adagrad"}}, "unknown optimizer 'adagrad'"),
+    ],
+)
+def test_bad_sections_are_one_line_errors_naming_the_value(tiny_synth, changes, message):
+    with pytest.raises(ReIDError) as error:
+        check_config(msml_config(tiny_synth, **changes))
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_an_output_without_a_loss_is_named():
+    embedding = {"embedding": {"name": "batch_hard"}}
+    with pytest.raises(ReIDError, match="output.s. logits have no loss; add losses.logits"):
+        build_losses({"losses": embedding}, ["embedding", "logits"])
+    losses, weights, metrics = build_losses(
+        {"losses": {**embedding, "logits": {"name": "softmax", "weight": 2}}},
+        ["embedding", "logits"],
+    )
+    assert weights == {"embedding": 1.0, "logits": 2.0}
+    assert set(metrics) == {"embedding"}  # triplet monitoring beside the metric loss only
+    assert type(losses["logits"]).__name__ == "SoftmaxCrossEntropy"
