@@ -51,7 +51,7 @@ def test_config_errors_are_one_line_and_write_no_run_folder(tiny_config, tmp_pat
     cases = {
         "train.epochs=abc": "config: train.epochs must be an integer. Received: train.epochs='abc'",
         "train.epochs=1.5": "config: train.epochs must be an integer. Received: train.epochs=1.5",
-        "schedule.base_lr=fast": "schedule.base_lr='fast'",
+        "schedule.base_lr=fast": "Received: base_lr='fast'",
         "model.input_shape=64x": "model.input_shape='64x'",
         "model=5": "config: section model must be a mapping of keys",
         str(latin): f"is not UTF-8 text (line {tiny_config.read_text().count(chr(10)) + 1}, "
