@@ -42,6 +42,7 @@ from keras_reid.losses import (
 from keras_reid.models import build_model
 from keras_reid.models.embae import build_embae_inference_model, build_embae_model
 from keras_reid.models.embedding import build_embedding_model
+from keras_reid.models.resnext import GroupedConv2D
 from keras_reid.training.embedding import triplet_metrics
 from keras_reid.training.optimizers import build_optimizer
 from keras_reid.training.schedules import (
@@ -100,6 +101,7 @@ def every_layer_and_loss():
         x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name=f"conv{index}")(x)
         maps.append(AttentionMap(name=f"attention{index}")(x))
     attention = AttentionConsistency(weight=0.5, name="attention")(maps)
+    x = GroupedConv2D(8, 3, groups=4, padding="same", name="grouped_conv")(x)
     pooled = keras.layers.GlobalAveragePooling2D()(x)
     embedding = keras.layers.Dense(8, name="embedding")(pooled)
     outputs = {"embedding": embedding, "attention": attention}

@@ -12,6 +12,7 @@ from helpers import set_bn_statistics
 
 from keras_reid.errors import ReIDError
 from keras_reid.models import BACKBONES, build_backbone
+from keras_reid.models.resnext import GroupedConv2D
 
 from .backbone_checks import (
     check_last_stride,
@@ -213,3 +214,26 @@ def test_bn_inception_block_widths_follow_the_paper():
     )
     # 5x5 replaced by two 3x3: no kernel larger than 3 after the 7x7 stem.
     assert {layer.kernel_size for layer in convs[1:]} == {(1, 1), (3, 3)}
+
+
+@pytest.mark.parametrize("strides,rate", [(1, 1), (2, 1), (1, 2)])
+def test_grouped_conv_computes_what_keras_conv2d_with_groups_does(strides, rate):
+    # The reference is Keras' own Conv2D(groups=...), values and gradients.
+    x = np.random.default_rng(0).normal(size=(2, 9, 7, 64)).astype("float32")
+    options = {"strides": strides, "dilation_rate": rate, "groups": 32, "padding": "same"}
+    if strides > 1:
+        options["padding"] = "valid"
+    ours, reference = GroupedConv2D(64, 3, **options), keras.layers.Conv2D(64, 3, **options)
+    ours.build(x.shape)
+    reference.build(x.shape)
+    reference.set_weights(ours.get_weights())
+    import tensorflow as tf
+
+    results = []
+    for layer in (ours, reference):
+        with tf.GradientTape() as tape:
+            y = layer(x)
+            loss = tf.reduce_sum(y * y)
+        results.append((y, tape.gradient(loss, layer.kernel)))
+    for got, want in zip(results[0], results[1], strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-4)
