@@ -120,6 +120,53 @@ def make_table(records, dataset, video=False):
     return table.reset_index(drop=True)
 
 
+def named_tables(tables, columns=("path", "pid", "camid"), why="", allow_empty=False):
+    """``[(name, table)]`` from a table, a list of tables or a dict name -> table, checked.
+
+    An unnamed table is named after its ``dataset`` column (``table I`` without one).
+
+    Args:
+        tables: a DataFrame, a list or tuple of them, or a dict name -> DataFrame.
+        columns: the columns every table needs.
+        why: what needs them, appended to the message of a missing column.
+        allow_empty: accept tables without rows. Default False.
+
+    Raises:
+        ReIDError: no table, something that is not a DataFrame, a missing
+            column, or (unless ``allow_empty``) an empty table.
+    """
+    if isinstance(tables, pd.DataFrame):
+        items = [(None, tables)]
+    elif isinstance(tables, dict):
+        items = list(tables.items())
+    elif isinstance(tables, (list, tuple)):
+        items = [(None, table) for table in tables]
+    else:
+        raise ReIDError(
+            "tables must be a DataFrame, a list of DataFrames or a dict name -> DataFrame. "
+            f"Received: tables of type {type(tables).__name__}"
+        )
+    if not items:
+        raise ReIDError("no tables given: pass at least one training table.")
+    named = []
+    for index, (name, table) in enumerate(items):
+        if not isinstance(table, pd.DataFrame):
+            raise ReIDError(
+                f"table {index} is a {type(table).__name__}, not a DataFrame with columns "
+                "path, pid, camid, dataset."
+            )
+        if name is None:
+            datasets = table["dataset"].unique() if "dataset" in table else []
+            name = "+".join(map(str, datasets)) if len(datasets) else f"table {index}"
+        missing = [c for c in columns if c not in table]
+        if missing:
+            raise ReIDError(f"{name}: missing column(s) {', '.join(missing)} in the table{why}.")
+        if table.empty and not allow_empty:
+            raise ReIDError(f"{name}: the table is empty.")
+        named.append((str(name), table))
+    return named
+
+
 def require_dir(root, sub, dataset, layout):
     """``root/sub`` as an absolute path, or a ReIDError naming the expected layout."""
     root = os.path.abspath(os.path.expanduser(str(root)))

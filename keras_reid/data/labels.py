@@ -29,46 +29,11 @@ import os
 import numpy as np
 import pandas as pd
 
+from keras_reid.data.dataset import named_tables
 from keras_reid.errors import ReIDError
 from keras_reid.fileio import write_text
 
-
-def _named_tables(tables):
-    """[(name, table)] from a DataFrame, a list of them or a dict name -> DataFrame."""
-    if isinstance(tables, pd.DataFrame):
-        items = [(None, tables)]
-    elif isinstance(tables, dict):
-        items = list(tables.items())
-    elif isinstance(tables, (list, tuple)):
-        items = [(None, table) for table in tables]
-    else:
-        raise ReIDError(
-            "tables must be a DataFrame, a list of DataFrames or a dict name -> DataFrame. "
-            f"Received: tables of type {type(tables).__name__}"
-        )
-    named = []
-    for index, (name, table) in enumerate(items):
-        if not isinstance(table, pd.DataFrame):
-            raise ReIDError(
-                f"table {index} is a {type(table).__name__}, not a DataFrame with columns "
-                "path, pid, camid, dataset."
-            )
-        named.append((_check_columns(table, name, index), table))
-    return named
-
-
-def _check_columns(table, name=None, index=0):
-    """The table's name for messages, after checking it has the columns a label needs."""
-    if name is None:
-        datasets = table["dataset"].unique() if "dataset" in table else []
-        name = "+".join(map(str, datasets)) if len(datasets) else f"table {index}"
-    for column in ("dataset", "pid"):
-        if column not in table:
-            raise ReIDError(
-                f"{name}: no '{column}' column; class labels need each row's dataset and pid "
-                "(tables as keras_reid.data.load_dataset gives them)."
-            )
-    return str(name)
+_NEEDS = "; class labels need each row's dataset and pid (tables as load_dataset gives them)"
 
 
 def _identity(entry):
@@ -149,7 +114,7 @@ class ClassMap:
             >>> ClassMap.from_tables({"market1501": market.train, "duke": duke.train})
         """
         pids = {}
-        for name, table in _named_tables(tables):
+        for name, table in named_tables(tables, ("dataset", "pid"), _NEEDS, allow_empty=True):
             unlabelled = int((table["pid"] < 0).sum())
             if unlabelled:
                 raise ReIDError(
@@ -199,7 +164,7 @@ class ClassMap:
             >>> classes.labels(market.train)[:4]
             array([0, 0, 1, 1], dtype=int32)
         """
-        _check_columns(table)
+        named_tables(table, ("dataset", "pid"), _NEEDS, allow_empty=True)
         pids = table["pid"].to_numpy().astype(np.int64)
         negative = pids < 0
         if negative.any() and not unlabelled:

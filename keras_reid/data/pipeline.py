@@ -45,6 +45,7 @@ import pandas as pd
 import tensorflow as tf
 
 from keras_reid.data.augment import resolve_augment
+from keras_reid.data.dataset import named_tables
 from keras_reid.data.labels import ClassMap
 from keras_reid.errors import ReIDError
 
@@ -269,40 +270,6 @@ def explain_unreadable(error, tables):
     if not bad:
         raise error
     return unreadable_error(bad, where)
-
-
-def _as_tables(tables):
-    """[(name, table)] from a DataFrame, a list of them or a dict name -> DataFrame."""
-    if isinstance(tables, pd.DataFrame):
-        items = [(None, tables)]
-    elif isinstance(tables, dict):
-        items = list(tables.items())
-    elif isinstance(tables, (list, tuple)):
-        items = [(None, table) for table in tables]
-    else:
-        raise ReIDError(
-            "tables must be a DataFrame, a list of DataFrames or a dict name -> DataFrame. "
-            f"Received: tables of type {type(tables).__name__}"
-        )
-    if not items:
-        raise ReIDError("no tables given: pass at least one training table.")
-    named = []
-    for index, (name, table) in enumerate(items):
-        if not isinstance(table, pd.DataFrame):
-            raise ReIDError(
-                f"table {index} is a {type(table).__name__}, not a DataFrame with columns "
-                "path, pid, camid, dataset."
-            )
-        if name is None:
-            datasets = table["dataset"].unique() if "dataset" in table else []
-            name = "+".join(map(str, datasets)) if len(datasets) else f"table {index}"
-        missing = [c for c in ("path", "pid", "camid") if c not in table]
-        if missing:
-            raise ReIDError(f"{name}: missing column(s) {', '.join(missing)} in the table.")
-        if table.empty:
-            raise ReIDError(f"{name}: the table is empty.")
-        named.append((str(name), table))
-    return named
 
 
 def _check_image_size(image_size):
@@ -717,8 +684,8 @@ def _check_pk_arguments(p, k, num_replicas, start_step, image_size):
 
 
 def _labelled_tables(tables, caller):
-    """``_as_tables(tables)``, refusing a table with unlabelled rows."""
-    named = _as_tables(tables)
+    """``named_tables(tables)``, refusing a table with unlabelled rows."""
+    named = named_tables(tables)
     for name, table in named:
         unlabelled = int((table["pid"] < 0).sum())
         if unlabelled:
@@ -785,7 +752,7 @@ def unlabeled_batches(
     _positive(batch_size=batch_size)
     _non_negative(start_step=start_step)
     image_size = _check_image_size(image_size)
-    named = _as_tables(table)
+    named = named_tables(table)
     rows = _Rows(named, pids=-1)
     count = len(rows.paths)
     base = _base_seed(seed)
@@ -816,7 +783,7 @@ def steps_per_epoch(tables, p=18, k=4):
         179
     """
     _positive(p=p, k=k)
-    total = sum(len(table) for _, table in _as_tables(tables))
+    total = sum(len(table) for _, table in named_tables(tables))
     return max(1, total // (p * k))
 
 

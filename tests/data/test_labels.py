@@ -125,7 +125,7 @@ def test_from_tables_refuses_unlabelled_and_empty_and_foreign_tables():
         ClassMap.from_tables([MARKET, table("dukemtmc", [1, -1])])
     with pytest.raises(ReIDError, match="no identities"):
         ClassMap.from_tables(make_table([], "market1501"))
-    with pytest.raises(ReIDError, match="'dataset' column"):
+    with pytest.raises(ReIDError, match=r"missing column\(s\) dataset in the table; class"):
         ClassMap.from_tables(MARKET.drop(columns="dataset"))
     with pytest.raises(ReIDError, match="DataFrame"):
         ClassMap.from_tables("train.csv")
