@@ -2,8 +2,9 @@
 
 TensorFlow's runtime logs to file descriptor 2 before absl logging is
 initialised, so ``TF_CPP_MIN_LOG_LEVEL`` cannot silence these lines: the oneDNN
-and CPU-feature notices at import, cost-model warnings while tracing. They say
-nothing a user can act on. Errors (E/F lines) and anything else pass through.
+and CPU-feature notices at import, cost-model warnings while tracing, and the
+image decoders' errors about a damaged file that they do not name. They say
+nothing a user can act on. Other errors (E/F lines) and anything else pass through.
 """
 
 import contextlib
@@ -14,6 +15,9 @@ import tempfile
 
 NOISE = re.compile(
     rb"^([IW]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\]"
+    # The image decoders' complaints ("Premature end of JPEG data") name no
+    # file; keras_reid names the file and the reason itself.
+    rb"|E\d{4} [\d:.]+ +\d+ (jpeg_mem|png_io|gif_io|bmp_io)\.cc:\d+\]"
     rb"|WARNING: All log messages before absl::InitializeLog"
     rb"|To enable the following instructions: )"
 )
@@ -45,3 +49,19 @@ def quiet_fd2():
             kept = drop_noise(buffer.read())
             if kept:
                 os.write(2, kept)
+
+
+def progress_wanted(progress=True):
+    """Whether to draw a progress bar: asked for, and stderr a terminal or a notebook.
+
+    A bar redrawn with carriage returns is noise in a log file or a pipe (and
+    it would stand before the one-line error of a failing command there).
+    """
+    if not progress:
+        return False
+    if type(sys.stderr).__module__.startswith("ipykernel"):  # a notebook's output stream
+        return True
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False

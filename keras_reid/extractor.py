@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from keras_reid._quiet import progress_wanted
 from keras_reid.data.pipeline import IMAGE_ERRORS, explain_unreadable, inference_batches
 from keras_reid.errors import ReIDError
 from keras_reid.inference import tta_views
@@ -423,6 +424,7 @@ class FeatureExtractor:
         batches, count = self._batches(images)
         groups = self._groups(group, count, output)
         show = self.progress if self.progress is not None else count > self.batch_size
+        show = progress_wanted(show)
         from tqdm.auto import tqdm
 
         chunks = []

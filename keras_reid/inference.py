@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_reid._quiet import progress_wanted
 from keras_reid.data.pipeline import IMAGE_ERRORS, explain_unreadable, load_image
 from keras_reid.errors import ReIDError
 
@@ -170,7 +171,11 @@ def extract_features(
 
     chunks = []
     with tqdm(
-        total=len(paths), unit="img", desc="features", disable=not progress, leave=False
+        total=len(paths),
+        unit="img",
+        desc="features",
+        disable=not progress_wanted(progress),
+        leave=False,
     ) as bar:
         try:
             for images in dataset:

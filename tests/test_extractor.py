@@ -1,6 +1,7 @@
 """FeatureExtractor and load_model against embeddings computed by hand with numpy."""
 
 import re
+import sys
 
 import cv2
 import keras
@@ -116,7 +117,11 @@ def test_groups_choose_the_nuisance_weights(images):
     )
 
 
-def test_progress_bar_for_inputs_longer_than_a_batch(images, capsys):
+def test_progress_bar_for_inputs_longer_than_a_batch(images, capsys, monkeypatch):
+    # A log file or a pipe gets no bar (its carriage returns are noise there).
+    FeatureExtractor(linear_model(), batch_size=2).embed(images)
+    assert "embed" not in capsys.readouterr().err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)  # a terminal
     FeatureExtractor(linear_model(), batch_size=2).embed(images)
     assert "embed" in capsys.readouterr().err
     FeatureExtractor(linear_model(), batch_size=8).embed(images)

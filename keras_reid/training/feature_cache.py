@@ -31,6 +31,7 @@ import pandas as pd
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from keras_reid._quiet import progress_wanted
 from keras_reid.data.pipeline import IMAGE_ERRORS, explain_unreadable, inference_batches
 from keras_reid.errors import ReIDError
 from keras_reid.inference import model_image_size, tta_views
@@ -186,7 +187,9 @@ def extract_trunk_features(stage1_model, paths, batch_size=128, progress=True):
     both_views = _both_views(stage1_model, image_size)
     batches = inference_batches(pd.DataFrame({"path": paths}), image_size, batch_size)
     chunks = []
-    with tqdm(total=len(paths), unit="img", desc="trunk features", disable=not progress) as bar:
+    with tqdm(
+        total=len(paths), unit="img", desc="trunk features", disable=not progress_wanted(progress)
+    ) as bar:
         try:
             for images in batches:
                 chunks.append(both_views(images).numpy())

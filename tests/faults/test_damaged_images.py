@@ -114,7 +114,8 @@ def message(bad, where, fix=FIX):
 def assert_one_line(err, command, expected):
     for raw in ("Traceback", "InvalidArgumentError", "UnknownError", "PermissionDeniedError"):
         assert raw not in err, err
-    assert err.strip().splitlines()[-1] == f"keras-reid {command}: error: {expected}", err
+    # One line: not even TensorFlow's "Premature end of JPEG data" before it.
+    assert err.strip().splitlines() == [f"keras-reid {command}: error: {expected}"], err
 
 
 @pytest.mark.parametrize("stderr_to", ["file", "pipe"])
