@@ -66,6 +66,17 @@ class StagePlan(NamedTuple):
     entry_rate: int
 
 
+# The last layer of each stage of a 50-layer ResNet (conv1, conv2_x .. conv5_x),
+# in Keras' layer names; ResNeXt-50 keeps the same names.
+RESNET50_STAGES = {
+    "stage1": "conv1_relu",
+    "stage2": "conv2_block3_out",
+    "stage3": "conv3_block4_out",
+    "stage4": "conv4_block6_out",
+    "stage5": "conv5_block3_out",
+}
+
+
 def register_backbone(name):
     """Decorator registering ``fn(input_shape, weights, last_stride, dilation, **options)``.
 
@@ -256,14 +267,7 @@ def resnet50(input_shape=(256, 128, 3), weights=None, last_stride=2, dilation=1)
     net = _application(
         keras.applications.ResNet50, "resnet50", input_shape, check_weights(weights), edits
     )
-    stages = {
-        "stage1": "conv1_relu",
-        "stage2": "conv2_block3_out",
-        "stage3": "conv3_block4_out",
-        "stage4": "conv4_block6_out",
-        "stage5": "conv5_block3_out",
-    }
-    return TrunkParts(net, "caffe", stages)
+    return TrunkParts(net, "caffe", RESNET50_STAGES)
 
 
 @register_backbone("small_convnet")

@@ -19,6 +19,7 @@ symmetric zero padding, no convolution biases.
 import keras
 
 from keras_reid.models.backbones import (
+    RESNET50_STAGES,
     TrunkParts,
     check_weights,
     load_weight_file,
@@ -145,11 +146,4 @@ def resnext50(input_shape=(224, 224, 3), weights=None, last_stride=2, dilation=1
             )
     net = keras.Model(inputs, x, name="resnext50")
     load_weight_file(net, "resnext50", path)
-    stages = {
-        "stage1": "conv1_relu",
-        "stage2": "conv2_block3_out",
-        "stage3": "conv3_block4_out",
-        "stage4": "conv4_block6_out",
-        "stage5": "conv5_block3_out",
-    }
-    return TrunkParts(net, "caffe", stages)
+    return TrunkParts(net, "caffe", RESNET50_STAGES)

@@ -15,6 +15,7 @@ import yaml
 from console import finish, run, start
 
 from tests.faults.damage import unprivileged
+from tests.faults.filesystems import tmpfs
 
 TINY_TRAIN = {
     "model": {"alpha": 0.25, "input_shape": [64, 32, 3], "embedding_dim": 16},
@@ -115,15 +116,8 @@ def test_concurrent_synth_runs_never_replace_each_other(tmp_path):
 
 @pytest.fixture
 def read_only_folder(tmp_path):
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)], capture_output=True
-    )
-    if done.returncode:
-        pytest.skip(f"cannot mount a read-only tmpfs here ({done.stderr.decode().strip()})")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    with tmpfs(tmp_path / "ro", "ro,size=1m", "a read-only tmpfs") as mount:
+        yield mount
 
 
 def test_read_only_and_forbidden_folders_are_one_line_errors(

@@ -20,6 +20,7 @@ import yaml
 from console import finish, run, start
 
 from keras_reid.training.embedding import train_embedding
+from tests.faults.filesystems import tmpfs
 
 INJECT = str(Path(__file__).parent / "inject")
 # 97 train images of 6 ids / (P=4 x K=2) = 12 steps an epoch; backups every 5 steps.
@@ -149,15 +150,8 @@ def test_a_damaged_backup_is_named_instead_of_crashing(setting, tmp_path):
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 12 MB tmpfs (a full disk on demand); skipped where mounting is not allowed."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)], capture_output=True
-    )
-    if done.returncode:
-        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.decode().strip()})")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    with tmpfs(tmp_path / "disk", "size=12m", "a small tmpfs") as mount:
+        yield mount
 
 
 def test_a_full_disk_stops_with_one_line_and_resumes_after(setting, tiny_disk):
