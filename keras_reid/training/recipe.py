@@ -234,7 +234,10 @@ def prepare(config, data, options, strategy):
         optimizer = _calling("optimizer", args, build_optimizer, model, schedule, name, **args)
         model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, metrics=metrics)
     image_size = model_image_size(model)
-    outputs = list(losses)
+    # Keras wants a target for every output of a dict-output model, with a
+    # loss or not (the Cls row leaves "embedding" without one): each gets
+    # the class labels, which a loss may use or ignore.
+    outputs = list(model.output_names)
 
     def make_batches(start_step):
         dataset = call_section(

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 from console import run
@@ -70,6 +71,20 @@ def test_train_msml_through_the_console_script(tiny_synth, tmp_path):
     # Both losses were trained, with their weights.
     log = (out / "log.csv").read_text().splitlines()[0].split(",")
     assert {"loss", "logits_loss", "embedding_loss"} <= set(log)
+
+
+def test_a_classification_only_run_trains_the_feature_through_the_classifier(tiny_synth, tmp_path):
+    # The MSML table's Cls row: a loss on logits only; the embedding output
+    # still exists (for inference) and gets no loss, no metric and no labels.
+    config = msml_config(tiny_synth)
+    config["losses"] = {"logits": {"name": "softmax"}}
+    model = train(config, str(tmp_path / "run"))
+    assert int(model.optimizer.iterations.numpy()) > 0
+    initial = train(msml_config(tiny_synth, train={"epochs": 0}), str(tmp_path / "init"))
+    fc = [m.get_layer("embedding_fc").kernel.numpy() for m in (model, initial)]
+    assert np.abs(fc[0] - fc[1]).max() > 1e-4  # the softmax gradient reached the feature
+    log = (tmp_path / "run" / "log.csv").read_text().splitlines()[0].split(",")
+    assert "loss" in log and not [c for c in log if c.startswith("embedding")]
 
 
 def test_zero_epochs_write_the_initialised_model(tiny_synth, tmp_path):
