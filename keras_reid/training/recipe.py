@@ -254,8 +254,15 @@ def prepare(config, data, options, strategy):
         )
         return dataset.map(lambda images, labels: (images, {o: labels for o in outputs}))
 
-    make_batches(0)  # checks the batches section before the run folder is written
-    return Prepared(model, class_map, steps, make_batches)
+    # Built now, so that the batches section is checked before the run folder
+    # is written; a fresh run then trains on this very stream (a cached one
+    # is decoded once, not twice).
+    checked = {0: make_batches(0)}
+
+    def batches_from(start_step):
+        return checked.pop(start_step) if start_step in checked else make_batches(start_step)
+
+    return Prepared(model, class_map, steps, batches_from)
 
 
 def check_config(config, data=None):

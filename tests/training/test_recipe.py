@@ -87,6 +87,15 @@ def test_a_classification_only_run_trains_the_feature_through_the_classifier(tin
     assert "loss" in log and not [c for c in log if c.startswith("embedding")]
 
 
+def test_a_cached_stream_is_decoded_once_per_fresh_run(tiny_synth, tmp_path, caplog):
+    # The check before the run folder is written builds the stream the fit uses.
+    config = msml_config(tiny_synth, batches={"cache": True})
+    with caplog.at_level("INFO", logger="keras_reid.data"):
+        train(config, str(tmp_path / "run"))
+    cached = [r for r in caplog.records if r.getMessage().startswith("cached ")]
+    assert len(cached) == 1, [r.getMessage() for r in cached]
+
+
 def test_zero_epochs_write_the_initialised_model(tiny_synth, tmp_path):
     config = msml_config(tiny_synth, train={"epochs": 0})
     model = train(config, str(tmp_path / "run"))

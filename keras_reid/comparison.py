@@ -1,0 +1,298 @@
+"""Compare finished runs on several test datasets: the form of the MSML paper's Table 1.
+
+A comparison is a set of run folders (losses x trunks x seeds, say), each
+scored on every test dataset once (the scores are kept in the run's
+``scores.csv``, so adding a dataset or a run scores only what is new), then
+tabled by trunk and method, mean ± std over the runs (seeds) of each, and the
+paper's claimed orderings checked as paired differences over seeds with 95%
+t-intervals.
+
+Example::
+
+    frame = score_runs(glob.glob("runs/msml_synth/*/*_s?"), ["synth-a", "synth-b"])
+    print(method_table(frame))
+    print(differences_table(frame, MSML_ORDERINGS))
+"""
+
+import json
+import logging
+import os
+
+import numpy as np
+
+from keras_reid.errors import ReIDError
+from keras_reid.fileio import write_text
+
+logger = logging.getLogger("keras_reid.comparison")
+
+# Table 1's rows: the metric loss beside softmax names the method (the paper
+# "combine[s] metric learning loss above with classification loss").
+METHOD_NAMES = {
+    "softmax": "Cls",
+    "triplet": "Tri",
+    "quadruplet": "Quad",
+    "batch_hard": "TriHard",
+    "msml": "MSML",
+}
+METHOD_ORDER = ("Cls", "Tri", "Quad", "TriHard", "MSML")
+# The MSML paper's claims (section 4.3): "Tri ... increase[s] by approximately
+# 10% compared to baseline", "TriHard and Quad both have better performance
+# than triplet loss", "TriHard is a little better [than Quad] on Market1501,
+# MARS and CUHK-03", and MSML "gets best accuracy". (better, worse) pairs:
+MSML_ORDERINGS = (
+    ("Tri", "Cls"),
+    ("Quad", "Tri"),
+    ("TriHard", "Tri"),
+    ("TriHard", "Quad"),
+    ("MSML", "TriHard"),
+)
+SCORES_FILE = "scores.csv"
+TABLE_SCORES = {"mAP": "mAP", "rank1": "r=1"}
+
+
+def _read_config(run):
+    import yaml
+
+    path = os.path.join(run, "config.yaml")
+    if not os.path.isfile(path):
+        raise ReIDError(f"{run}: no config.yaml; give run folders written by keras-reid train.")
+    with open(path, encoding="utf-8") as stream:
+        return yaml.safe_load(stream) or {}
+
+
+def run_labels(config):
+    """``(trunk, method, seed)`` of a run's recorded config.
+
+    The trunk is the backbone with its width (``alpha``) and input size, e.g.
+    ``"mobilenet-0.25 128x64"``. The method is the metric loss's name in the
+    paper's words (:data:`METHOD_NAMES`): ``"Cls"`` for softmax alone, the
+    metric loss's for softmax + metric loss, ``"TriHard (no Cls)"`` for a
+    metric loss alone. A hard-mined quadruplet loss is ``"QuadHard"``.
+
+    Example:
+        >>> run_labels({"model": {"backbone": "resnet50", "input_shape": [224, 224, 3]},
+        ...             "losses": {"logits": {"name": "softmax"},
+        ...                        "embedding": {"name": "msml"}}, "train": {"seed": 1}})
+        ('resnet50 224x224', 'MSML', 1)
+    """
+    model = config.get("model") or {}
+    trunk = str(model.get("backbone", model.get("name", "?")))
+    alpha = (model.get("backbone_options") or {}).get("alpha", model.get("alpha"))
+    if alpha is not None:
+        trunk += f"-{alpha}"
+    shape = model.get("input_shape")
+    if shape:
+        trunk += f" {shape[0]}x{shape[1]}"
+    losses = config.get("losses") or {}
+    names = []
+    for spec in losses.values():
+        name = spec.get("name", "batch_hard") if isinstance(spec, dict) else str(spec)
+        label = METHOD_NAMES.get(name, name)
+        if name == "quadruplet" and spec.get("mining", "hard") == "hard":
+            label = "QuadHard"
+        names.append(label)
+    metric = [n for n in names if n != "Cls"]
+    if not metric:
+        method = "Cls" if names else "?"
+    else:
+        method = " + ".join(metric) + ("" if "Cls" in names else " (no Cls)")
+    return trunk, method, int((config.get("train") or {}).get("seed", 0))
+
+
+def _spec_key(spec):
+    return spec if isinstance(spec, str) else json.dumps(spec, sort_keys=True)
+
+
+def score_run(run, datasets, tta=None, batch_size=128):
+    """The scores of ``run``'s model.keras on each dataset, one row each.
+
+    Scores already in ``RUN/scores.csv`` (same dataset spec and test-time
+    augmentation) are reused; the others are computed with
+    :func:`keras_reid.reporting.evaluate_model` and added to it (written
+    atomically).
+
+    Args:
+        run: a finished run folder (model.keras and config.yaml).
+        datasets: dataset specs, ``"name[:root]"`` or ``{name, root, ...}``.
+        tta: test-time augmentation (see :func:`keras_reid.inference.extract_features`).
+        batch_size: images per forward pass.
+
+    Returns:
+        a DataFrame: dataset (the spec as given), name, tta and the scores.
+    """
+    import pandas as pd
+
+    from keras_reid.reporting import evaluate_model, load_keras_model
+    from keras_reid.training.recipe import load_spec
+
+    path = os.path.join(run, SCORES_FILE)
+    tta_key = tta or "none"
+    cached = pd.read_csv(path, keep_default_na=False) if os.path.isfile(path) else None
+    have = set() if cached is None else set(zip(cached["dataset"], cached["tta"], strict=True))
+    rows, model = [], None
+    for spec in datasets:
+        key = _spec_key(spec)
+        if (key, tta_key) in have:
+            continue
+        if model is None:
+            final = os.path.join(run, "model.keras")
+            if not os.path.isfile(final):
+                raise ReIDError(
+                    f"{run}: no model.keras; finish the run first (keras-reid train ... --resume)."
+                )
+            model = load_keras_model(final)
+        dataset = load_spec(spec)
+        row = evaluate_model(model, dataset, tta=tta, batch_size=batch_size, progress=False)
+        row = row.rename(columns={"dataset": "name"})
+        row.insert(0, "dataset", key)
+        rows.append(row)
+        logger.info(
+            "%s on %s: Rank-1 %.3f, mAP %.3f", run, row["name"][0], *row.loc[0, ["rank1", "mAP"]]
+        )
+    frame = pd.concat(([cached] if cached is not None else []) + rows, ignore_index=True)
+    if rows:
+        write_text(path, frame.to_csv(index=False))
+    wanted = {(_spec_key(spec), tta_key) for spec in datasets}
+    keep = [(d, t) in wanted for d, t in zip(frame["dataset"], frame["tta"], strict=True)]
+    return frame[keep].reset_index(drop=True)
+
+
+def score_runs(runs, datasets, tta=None, batch_size=128):
+    """:func:`score_run` over runs: one row per (run, dataset), labelled by :func:`run_labels`.
+
+    Returns:
+        a DataFrame with columns run, trunk, method, seed, dataset, name, tta
+        and the scores (rank1, rank5, mAP, ...).
+    """
+    import pandas as pd
+
+    if not runs:
+        raise ReIDError("no run folders given; give at least one finished run.")
+    if not datasets:
+        raise ReIDError("no test datasets given; name at least one (e.g. --data synth-b).")
+    frames = []
+    for run in runs:
+        trunk, method, seed = run_labels(_read_config(run))
+        frame = score_run(run, datasets, tta=tta, batch_size=batch_size)
+        for position, (column, value) in enumerate(
+            (("run", run), ("trunk", trunk), ("method", method), ("seed", seed))
+        ):
+            frame.insert(position, column, value)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _ordered(values, order):
+    present = list(dict.fromkeys(values))
+    return [v for v in order if v in present] + [v for v in present if v not in order]
+
+
+def method_table(frame, scores=("mAP", "rank1"), order=METHOD_ORDER):
+    """A markdown table: one row per (trunk, method), mean ± std over runs, per dataset.
+
+    The columns are each dataset's ``scores`` (the paper's mAP and r=1) and
+    their mean over the datasets ("mean"), computed per run before the
+    mean and std over runs. Methods follow ``order``, trunks their first
+    appearance.
+    """
+    names = list(dict.fromkeys(frame["name"]))
+    per_run = frame.pivot_table(
+        index=["trunk", "method", "run"], columns="name", values=list(scores), sort=False
+    )
+    for score in scores:
+        per_run[(score, "mean")] = per_run[score][names].mean(axis=1)
+    columns = [(score, name) for name in [*names, "mean"] for score in scores]
+    head = " | ".join(f"{name} {TABLE_SCORES.get(s, s)}" for s, name in columns)
+    lines = [
+        f"| trunk | method | runs | {head} |",
+        "| --- | --- | ---: |" + " ---: |" * len(columns),
+    ]
+    for trunk in dict.fromkeys(frame["trunk"]):
+        rows = per_run.loc[trunk]
+        for method in _ordered(rows.index.get_level_values("method"), order):
+            values = rows.loc[method]
+            cells = []
+            for column in columns:
+                mean, std = values[column].mean(), values[column].std(ddof=1)
+                cells.append(f"{mean:.3f}" + ("" if np.isnan(std) else f" ± {std:.3f}"))
+            lines.append(f"| {trunk} | {method} | {len(values)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def paired_differences(frame, pairs, score="rank1", confidence=0.95):
+    """Paired differences of methods over seeds, with a Student-t interval.
+
+    For each trunk and each ``(a, b)`` pair, a run's value is its ``score``
+    averaged over the test datasets; runs of ``a`` and ``b`` with the same
+    seed (the same initialisation and batches) are paired, and the mean of
+    ``a - b`` is given with its two-sided ``confidence`` interval (``nan``
+    with one pair).
+
+    Returns:
+        a DataFrame: trunk, better, worse, score, pairs, mean, low, high, differences.
+    """
+    import pandas as pd
+    from scipy import stats
+
+    per_run = frame.groupby(["trunk", "method", "seed"], sort=False)[score].mean()
+    rows = []
+    for trunk in dict.fromkeys(frame["trunk"]):
+        values = per_run.loc[trunk]
+        for better, worse in pairs:
+            if better not in values.index or worse not in values.index:
+                continue
+            a, b = values.loc[better], values.loc[worse]
+            seeds = sorted(set(a.index) & set(b.index))
+            diff = np.array([a[s] - b[s] for s in seeds], dtype=float)
+            mean = float(diff.mean()) if len(diff) else np.nan
+            half = np.nan
+            if len(diff) > 1:
+                scale = diff.std(ddof=1) / np.sqrt(len(diff))
+                half = float(stats.t.ppf(0.5 + confidence / 2, len(diff) - 1) * scale)
+            rows.append(
+                {
+                    "trunk": trunk,
+                    "better": better,
+                    "worse": worse,
+                    "score": score,
+                    "pairs": len(diff),
+                    "mean": mean,
+                    "low": mean - half,
+                    "high": mean + half,
+                    "differences": diff.tolist(),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def verdict(low, high):
+    """ "holds" when an interval lies above 0, "reversed" below, "unresolved" across it."""
+    if np.isnan(low) or np.isnan(high):
+        return "unresolved"
+    return "holds" if low > 0 else "reversed" if high < 0 else "unresolved"
+
+
+def differences_table(frame, pairs, scores=("rank1", "mAP"), confidence=0.95):
+    """A markdown table of :func:`paired_differences` for each score, with the verdict."""
+    tables = [paired_differences(frame, pairs, score, confidence) for score in scores]
+    if tables[0].empty:
+        return "(no pair of methods to compare)\n"
+    titles = " | ".join(f"{TABLE_SCORES.get(s, s)} a − b [{confidence:.0%} CI]" for s in scores)
+    lines = [
+        f"| trunk | claim a > b | seeds | {titles} | verdict |",
+        "| --- | --- | ---: |" + " ---: |" * len(scores) + " --- |",
+    ]
+    for i in range(len(tables[0])):
+        first = tables[0].iloc[i]
+        cells, verdicts = [], []
+        for table in tables:
+            row = table.iloc[i]
+            cells.append(f"{row['mean']:+.3f} [{row['low']:+.3f}, {row['high']:+.3f}]")
+            verdicts.append(verdict(row["low"], row["high"]))
+        text = verdicts[0] if len(set(verdicts)) == 1 else " / ".join(verdicts)
+        lines.append(
+            f"| {first['trunk']} | {first['better']} > {first['worse']} | {first['pairs']} | "
+            + " | ".join(cells)
+            + f" | {text} |"
+        )
+    return "\n".join(lines) + "\n"

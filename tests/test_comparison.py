@@ -1,0 +1,180 @@
+"""Comparing finished runs (the MSML paper's Table 1): labels, scores kept per run, tables, CIs."""
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from test_evaluation_scripts import script
+
+from keras_reid.comparison import (
+    MSML_ORDERINGS,
+    differences_table,
+    method_table,
+    paired_differences,
+    run_labels,
+    score_run,
+    verdict,
+)
+from keras_reid.config import load_config
+from keras_reid.errors import ReIDError
+from keras_reid.models import build_model
+from keras_reid.reporting import evaluate_model
+from keras_reid.training.recipe import load_spec
+
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "train_scripts", "configs")
+
+
+@pytest.mark.parametrize(
+    "name, overrides, expected",
+    [
+        ("msml_synth_cls.yaml", [], ("small_convnet 64x32", "Cls", 0)),
+        ("msml_synth_tri.yaml", ["train.seed=2"], ("small_convnet 64x32", "Tri", 2)),
+        ("msml_synth_quad.yaml", [], ("small_convnet 64x32", "Quad", 0)),
+        ("msml_synth_trihard.yaml", [], ("small_convnet 64x32", "TriHard", 0)),
+        (
+            "msml_synth_msml.yaml",
+            [
+                "model.backbone=mobilenet",
+                "model.input_shape=[128, 64, 3]",
+                "model.backbone_options={alpha: 0.25}",
+            ],
+            ("mobilenet-0.25 128x64", "MSML", 0),
+        ),
+        ("msml_resnext50_quad.yaml", [], ("resnext50 224x224", "Quad", 0)),
+    ],
+)
+def test_run_labels_name_the_paper_rows(name, overrides, expected):
+    config = load_config(os.path.join(CONFIGS, name), overrides)
+    assert run_labels(config) == expected
+
+
+def test_run_labels_of_a_metric_loss_alone_and_of_hard_quadruplets():
+    config = {"losses": {"embedding": {"name": "quadruplet", "mining": "hard"}}}
+    assert run_labels(config)[1] == "QuadHard (no Cls)"
+
+
+def frame_of(values):
+    """Rows (trunk, method, seed, dataset name, rank1, mAP) as score_runs gives them."""
+    rows = [
+        {
+            "run": f"{t}/{m}_s{s}",
+            "trunk": t,
+            "method": m,
+            "seed": s,
+            "name": d,
+            "rank1": r1,
+            "mAP": ap,
+        }
+        for (t, m, s, d), (r1, ap) in values.items()
+    ]
+    return pd.DataFrame(rows)
+
+
+# Two datasets whose per-run means are, for rank1: Cls 0.5, 0.6, 0.7 and
+# MSML 0.6, 0.8, 1.0 over seeds 0-2 (paired differences 0.1, 0.2, 0.3).
+VALUES = {}
+for seed, (cls, msml) in enumerate(((0.5, 0.6), (0.6, 0.8), (0.7, 1.0))):
+    for name, shift in (("d1", -0.1), ("d2", 0.1)):
+        VALUES["T", "Cls", seed, name] = (cls + shift, 0.2)
+        VALUES["T", "MSML", seed, name] = (msml + shift, 0.4 + 0.1 * seed)
+
+
+def test_method_table_gives_mean_and_std_over_seeds():
+    text = method_table(frame_of(VALUES))
+    lines = text.splitlines()
+    assert lines[0] == (
+        "| trunk | method | runs | d1 mAP | d1 r=1 | d2 mAP | d2 r=1 | mean mAP | mean r=1 |"
+    )
+    # Cls d1 rank1: 0.4, 0.5, 0.6 -> 0.500 ± 0.100; mean over datasets 0.5, 0.6, 0.7.
+    assert lines[2] == (
+        "| T | Cls | 3 | 0.200 ± 0.000 | 0.500 ± 0.100 | 0.200 ± 0.000 | 0.700 ± 0.100 "
+        "| 0.200 ± 0.000 | 0.600 ± 0.100 |"
+    )
+    assert lines[3].startswith("| T | MSML | 3 | 0.500 ± 0.100 | 0.700 ± 0.200 |")
+
+
+def test_paired_differences_use_a_student_t_interval():
+    table = paired_differences(frame_of(VALUES), [("MSML", "Cls")], "rank1")
+    row = table.iloc[0]
+    # differences 0.1, 0.2, 0.3: mean 0.2, sd 0.1, t(0.975, 2) = 4.3027
+    half = 4.302653 * 0.1 / np.sqrt(3)
+    assert row["pairs"] == 3 and np.allclose(row["differences"], [0.1, 0.2, 0.3])
+    assert np.isclose(row["mean"], 0.2) and np.isclose(row["low"], 0.2 - half)
+    assert np.isclose(row["high"], 0.2 + half)
+    assert verdict(row["low"], row["high"]) == "unresolved"  # -0.048 .. 0.448
+    # mAP differences 0.2, 0.3, 0.4 -> [0.052, 0.548]: the claim holds; reversed reads so.
+    text = differences_table(frame_of(VALUES), [("MSML", "Cls"), ("Cls", "MSML")])
+    assert (
+        "| T | MSML > Cls | 3 | +0.200 [-0.048, +0.448] | +0.300 [+0.052, +0.548] "
+        "| unresolved / holds |" in text
+    )
+    assert (
+        "| T | Cls > MSML | 3 | -0.200 [-0.448, +0.048] | -0.300 [-0.548, -0.052] "
+        "| unresolved / reversed |" in text
+    )
+    # Methods a trunk lacks are left out, not invented.
+    assert paired_differences(frame_of(VALUES), MSML_ORDERINGS).empty
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_synth, tmp_path_factory):
+    """A run folder with an untrained small model and its config."""
+    run = tmp_path_factory.mktemp("runs") / "trihard_s1"
+    run.mkdir()
+    model = build_model("msml", backbone="small_convnet", input_shape=(64, 32, 3), feature_dim=8)
+    model.save(run / "model.keras")
+    config = {
+        "model": {"name": "msml", "backbone": "small_convnet", "input_shape": [64, 32, 3]},
+        "losses": {"logits": {"name": "softmax"}, "embedding": {"name": "batch_hard"}},
+        "train": {"seed": 1},
+    }
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    spec = {"name": "synth-b", "root": tiny_synth["synth-b"], "ids": 12, "size": [64, 32]}
+    return run, spec, model
+
+
+def test_scores_are_computed_once_and_kept_in_the_run(tiny_run):
+    run, spec, model = tiny_run
+    first = score_run(str(run), [spec])
+    expected = evaluate_model(model, load_spec(spec), progress=False)
+    assert first.loc[0, "name"] == "synth-b" and first.loc[0, "tta"] == "none"
+    assert np.isclose(first.loc[0, "rank1"], expected.loc[0, "rank1"])
+    assert np.isclose(first.loc[0, "mAP"], expected.loc[0, "mAP"])
+    assert len(pd.read_csv(run / "scores.csv")) == 1
+    # Kept: without the model the scores still come back, and are not re-added.
+    os.rename(run / "model.keras", run / "moved.keras")
+    try:
+        again = score_run(str(run), [spec])
+        assert np.isclose(again.loc[0, "rank1"], first.loc[0, "rank1"])
+        assert len(pd.read_csv(run / "scores.csv")) == 1
+        # A score not kept needs the model: a one-line error naming the run.
+        with pytest.raises(ReIDError, match=r"trihard_s1: no model.keras; finish the run"):
+            score_run(str(run), [spec], tta="flip")
+    finally:
+        os.rename(run / "moved.keras", run / "model.keras")
+
+
+def test_msml_table_script_prints_and_writes_the_table(tiny_run, tmp_path, capsys):
+    run, spec, _ = tiny_run
+    main = script("msml_table").main
+    out, csv = tmp_path / "table.md", tmp_path / "rows.csv"
+    code = main(
+        [
+            str(run),
+            "--data",
+            yaml.safe_dump(spec, default_flow_style=True).strip(),
+            "--out",
+            str(out),
+            "--csv",
+            str(csv),
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    text = out.read_text()
+    assert "| small_convnet 64x32 | TriHard | 1 |" in text
+    assert pd.read_csv(csv).loc[0, "seed"] == 1
+    assert main([str(tmp_path / "missing"), "--data", "synth-b"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing: no config.yaml" in err
