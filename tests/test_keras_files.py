@@ -24,11 +24,11 @@ from helpers import set_bn_statistics
 
 import keras_reid  # noqa: F401 - registers the classes the saved files name
 from keras_reid.layers import (
-    AttentionConsistency,
     AttentionMap,
     ClassificationHead,
     GradientReversal,
     GroupedDense,
+    MultiLevelAttention,
     TrunkPreprocessing,
 )
 from keras_reid.losses import (
@@ -36,6 +36,7 @@ from keras_reid.losses import (
     CrossDomainTripletLoss,
     MarginSampleMiningLoss,
     QuadrupletLoss,
+    SelfAttentionConstraint,
     SoftmaxCrossEntropy,
     TripletLoss,
 )
@@ -96,14 +97,15 @@ def every_layer_and_loss():
     images = keras.Input((32, 32, 3), name="images")
     group = keras.Input((), dtype="int32", name="group")
     x = TrunkPreprocessing("caffe", name="preprocessing")(images)
-    maps = []
+    levels = []
     for index in range(3):
         x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name=f"conv{index}")(x)
-        maps.append(AttentionMap(name=f"attention{index}")(x))
-    attention = AttentionConsistency(weight=0.5, name="attention")(maps)
+        levels.append(x)
+    attention = MultiLevelAttention(name="attention")(levels)
+    flat = AttentionMap(name="attention_flat")(x)
     x = GroupedConv2D(8, 3, groups=4, padding="same", name="grouped_conv")(x)
     pooled = keras.layers.GlobalAveragePooling2D()(x)
-    embedding = keras.layers.Dense(8, name="embedding")(pooled)
+    embedding = keras.layers.Dense(8, name="embedding")(keras.layers.Concatenate()([pooled, flat]))
     outputs = {"embedding": embedding, "attention": attention}
     for name in ("triplet", "msml", "quadruplet", "cross_domain"):
         outputs[name] = keras.layers.Identity(name=name)(embedding)
@@ -121,6 +123,7 @@ def every_layer_and_loss():
             "quadruplet": QuadrupletLoss(0.8, 0.4, mining="all"),
             "cross_domain": CrossDomainTripletLoss(0.9, lam=0.25),
             "logits": SoftmaxCrossEntropy(label_smoothing=0.2),
+            "attention": SelfAttentionConstraint(),
         },
     )
 

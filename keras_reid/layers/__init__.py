@@ -1,16 +1,16 @@
 """Custom Keras layers, registered serializable under the package "keras_reid"."""
 
-from keras_reid.layers.attention import AttentionConsistency, AttentionMap
+from keras_reid.layers.attention import AttentionMap, MultiLevelAttention
 from keras_reid.layers.classification import ClassificationHead
 from keras_reid.layers.gradient_reversal import GradientReversal
 from keras_reid.layers.grouped import GroupedDense
 from keras_reid.layers.preprocessing import TrunkPreprocessing
 
 __all__ = [
-    "AttentionConsistency",
     "AttentionMap",
     "ClassificationHead",
     "GradientReversal",
     "GroupedDense",
+    "MultiLevelAttention",
     "TrunkPreprocessing",
 ]

@@ -1,10 +1,15 @@
-"""Spatial attention maps of a feature map, and the layer adding their consistency loss."""
+"""Spatial attention maps of feature maps (self-attention learning, SAL Sec. 3.2)."""
 
 import keras
 from keras import ops
 
-from keras_reid.losses.attention import attention_constraint, check_same_positions
-from keras_reid.losses.distance import check_non_negative, l2_normalize
+from keras_reid.losses.distance import l2_normalize
+
+
+def _attention(features):
+    """(B, H, W, C) -> (B, H*W): mean of squares over channels, L2-normalised (float32)."""
+    energy = ops.mean(ops.square(ops.cast(features, "float32")), axis=-1)
+    return l2_normalize(ops.reshape(energy, (ops.shape(energy)[0], -1)))
 
 
 @keras.saving.register_keras_serializable(package="keras_reid")
@@ -13,18 +18,16 @@ class AttentionMap(keras.layers.Layer):
 
     The activation-based spatial attention ``a = vec(mean_c F_c^2) / |vec(mean_c F_c^2)|``
     (Zagoruyko & Komodakis, "Paying More Attention to Attention", ICLR 2017,
-    with p = 2), as used by the self-attention re-id paper on stages 4 to 6.
-    Positions are flattened row-major (h * W + w). An all-zero feature map gives
-    an all-zero attention map.
+    with p = 2), as used by the self-attention re-id paper on stages 4 to 6
+    (SAL eq. 1). Positions are flattened row-major (h * W + w). An all-zero
+    feature map gives an all-zero attention map.
 
     Example:
         >>> AttentionMap()(np.ones((2, 16, 8, 64)))  # shape (2, 128), each row of norm 1
     """
 
     def call(self, inputs):
-        energy = ops.mean(ops.square(inputs), axis=-1)
-        energy = ops.reshape(energy, (ops.shape(energy)[0], -1))
-        return l2_normalize(energy)
+        return _attention(inputs)
 
     def compute_output_shape(self, input_shape):
         batch, height, width = input_shape[:3]
@@ -33,41 +36,40 @@ class AttentionMap(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_reid")
-class AttentionConsistency(keras.layers.Layer):
-    """Adds ``weight * attention_constraint(a4, a5, a6)`` to the model's losses.
+class MultiLevelAttention(keras.layers.Layer):
+    """Feature maps of L levels at one resolution -> their attention maps, (B, L, H, W).
 
-    Takes the attention maps ``[a4, a5, a6]`` (each (B, N), from
-    :class:`AttentionMap`) and returns them stacked, (B, 3, N), so the model can
-    expose them as an output. The constraint (see
-    :func:`keras_reid.losses.attention_constraint`) needs no labels, so it is
-    added with ``add_loss`` and ``model.fit`` includes it in the total loss
-    without a target for it. Maps with different N are rejected when the
-    layer is built.
+    Each level's map is :class:`AttentionMap`'s (mean over channels of the
+    squared activations, unit L2 norm over the H*W positions), kept in its
+    spatial shape so that it can be drawn over the image. The self-attention
+    paper takes the last convolution outputs of stages 4, 5 and 6 of its
+    dilated ResNet50 (SAL Sec. 3.2); its constraint between them (eq. 2) is
+    the loss :class:`keras_reid.losses.SelfAttentionConstraint` on this output.
+    The maps are computed in float32 whatever the compute dtype.
 
-    Args:
-        weight: non-negative factor of the constraint in the total loss.
-            Defaults to 1.0.
-        **kwargs: as for ``keras.layers.Layer``.
+    Raises:
+        ValueError: when built on maps whose heights and widths differ.
 
     Example:
-        >>> maps = [AttentionMap()(f) for f in (stage4, stage5, stage6)]
-        >>> attention = AttentionConsistency(weight=1.0, name="attention")(maps)
+        >>> MultiLevelAttention(name="attention")([stage4, stage5, stage6])  # (B, 3, H, W)
     """
 
-    def __init__(self, weight=1.0, **kwargs):
-        super().__init__(**kwargs)
-        self.weight = check_non_negative("weight", weight)
-
     def build(self, input_shape):
-        check_same_positions(input_shape)
+        sizes = [tuple(shape[1:3]) for shape in input_shape]
+        if len(set(sizes)) > 1:
+            raise ValueError(
+                "attention maps are compared position by position, so every level needs the "
+                "same height and width (dilate the later stages instead of striding). "
+                f"Received: feature maps of shapes {', '.join(str(tuple(s)) for s in input_shape)}"
+            )
 
     def call(self, inputs):
-        maps4, maps5, maps6 = inputs
-        self.add_loss(self.weight * attention_constraint(maps4, maps5, maps6))
-        return ops.stack([maps4, maps5, maps6], axis=1)
+        height, width = ops.shape(inputs[0])[1], ops.shape(inputs[0])[2]
+        maps = [_attention(features) for features in inputs]
+        return ops.reshape(ops.stack(maps, axis=1), (-1, len(inputs), height, width))
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0][0], 3, input_shape[0][-1])
+        return (input_shape[0][0], len(input_shape), *input_shape[0][1:3])
 
-    def get_config(self):
-        return {**super().get_config(), "weight": self.weight}
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(self.compute_output_shape([x.shape for x in inputs]), "float32")

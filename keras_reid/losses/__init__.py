@@ -8,7 +8,7 @@ names to loss classes; ``get_loss(name, **kwargs)`` builds one.
 import inspect
 
 from keras_reid.errors import ReIDError
-from keras_reid.losses.attention import attention_constraint
+from keras_reid.losses.attention import SelfAttentionConstraint
 from keras_reid.losses.batch_stats import (
     ActiveTripletFraction,
     MeanNegativeDistance,
@@ -30,6 +30,7 @@ LOSSES.register("msml")(MarginSampleMiningLoss)
 LOSSES.register("quadruplet")(QuadrupletLoss)
 LOSSES.register("cross_domain")(CrossDomainTripletLoss)
 LOSSES.register("softmax")(SoftmaxCrossEntropy)
+LOSSES.register("sac")(SelfAttentionConstraint)
 
 
 def get_loss(name, **kwargs):
@@ -60,9 +61,9 @@ __all__ = [
     "MeanNegativeDistance",
     "MeanPositiveDistance",
     "QuadrupletLoss",
+    "SelfAttentionConstraint",
     "SoftmaxCrossEntropy",
     "TripletLoss",
-    "attention_constraint",
     "get_loss",
     "pairwise_distances",
 ]

@@ -1,46 +1,45 @@
-"""The self-attention paper's consistency constraint between attention maps of stages 4-6."""
+"""The self-attention paper's constraint between the attention maps of stages 4-6 (SAL eq. 2)."""
 
+import keras
 from keras import ops
 
+from keras_reid.losses.base import ReIDLoss
 
-def attention_constraint(maps4, maps5, maps6):
-    """Mean over the batch of ``|a6 - a5|^2 + |a6 - a4|^2``.
 
-    The attention constraint of the self-attention re-id paper: the attention
-    maps of stages 4 and 5 are pulled towards the map of the last stage 6, so
-    that the earlier stages attend to the same body regions. The maps are the
-    (B, H*W) outputs of :class:`keras_reid.layers.AttentionMap`; they must have
-    the same number of positions, which holds for the paper's dilated network
-    (stages 4 to 6 keep one resolution). For use inside ``model.fit`` see
-    :class:`keras_reid.layers.AttentionConsistency`.
+@keras.saving.register_keras_serializable(package="keras_reid")
+class SelfAttentionConstraint(ReIDLoss):
+    """``sum_l |a_last - a_l|^2`` over the earlier levels, per sample: SAL eq. (2).
+
+    ``L_sac = |att_s6 - att_s5|^2 + |att_s6 - att_s4|^2`` pulls the attention
+    maps of stages 4 and 5 towards the map of the last stage 6, so that the
+    levels whose features are concatenated attend to the same body regions
+    (self-attention learning, Sec. 3.2). ``y_pred`` is the (B, L, H, W) output
+    of :class:`keras_reid.layers.MultiLevelAttention` (or (B, L, N)); the
+    last level is the reference. ``y_true`` (the labels every output gets in
+    a recipe) is not used. One value per sample; the default reduction
+    averages over the batch. In a recipe it is an ordinary entry of the
+    ``losses`` section, with its weight (the paper's is 1):
+    ``attention: {name: sac, weight: 1.0}``.
 
     Args:
-        maps4, maps5, maps6: float tensors (B, N), one per stage.
-
-    Returns:
-        A scalar tensor.
+        name, reduction, dtype: as for ``keras.losses.Loss``.
 
     Example:
-        >>> a4, a5, a6 = (AttentionMap()(f) for f in (stage4, stage5, stage6))
-        >>> attention_constraint(a4, a5, a6)
+        >>> SelfAttentionConstraint()(pids, model(images)["attention"])
     """
-    maps4, maps5, maps6 = (ops.convert_to_tensor(m) for m in (maps4, maps5, maps6))
-    check_same_positions([maps4.shape, maps5.shape, maps6.shape])
-    per_sample = ops.sum(ops.square(maps6 - maps5), axis=-1) + ops.sum(
-        ops.square(maps6 - maps4), axis=-1
-    )
-    return ops.mean(per_sample)
 
+    def __init__(
+        self, name="self_attention_constraint", reduction="sum_over_batch_size", dtype=None
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
 
-def check_same_positions(shapes):
-    """Raise a ValueError unless the (B, N) map shapes agree on N (where it is known)."""
-    positions = [tuple(shape)[-1] for shape in shapes]
-    known = {n for n in positions if n is not None}
-    if len(known) > 1:
-        raise ValueError(
-            "The attention constraint compares maps position by position, so stages 4, 5 "
-            "and 6 must have the same number of positions H*W (the self-attention paper's "
-            "dilated network keeps them at one resolution; use dilation instead of stride, "
-            f"or resize the maps). Received: maps4, maps5, maps6 with shapes "
-            f"{', '.join(str(tuple(s)) for s in shapes)}"
-        )
+    def call(self, y_true, y_pred):
+        maps = ops.convert_to_tensor(y_pred)
+        if len(maps.shape) < 3 or maps.shape[1] is None or maps.shape[1] < 2:
+            raise ValueError(
+                "the self-attention constraint needs attention maps of at least two levels, "
+                f"(B, L, H, W) or (B, L, N) with L >= 2. Received: y_pred with shape {maps.shape}"
+            )
+        maps = ops.reshape(maps, (ops.shape(maps)[0], maps.shape[1], -1))
+        reference = maps[:, -1:, :]
+        return ops.sum(ops.square(reference - maps[:, :-1, :]), axis=(1, 2))

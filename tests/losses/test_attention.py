@@ -1,20 +1,40 @@
 import numpy as np
 import pytest
+from helpers import config_round_trip
 
-from keras_reid.losses import attention_constraint
+from keras_reid.losses import SelfAttentionConstraint, get_loss
 
-
-def test_matches_numpy():
-    rng = np.random.default_rng(0)
-    a4, a5, a6 = (rng.random((3, 12)).astype("float32") for _ in range(3))
-    expected = np.mean(
-        [np.sum((a6[b] - a5[b]) ** 2) + np.sum((a6[b] - a4[b]) ** 2) for b in range(3)]
-    )
-    np.testing.assert_allclose(float(attention_constraint(a4, a5, a6)), expected, rtol=1e-6)
-    assert float(attention_constraint(a6, a6, a6)) == 0.0
+LABELS = np.zeros(3)  # a recipe gives every output the labels; this loss ignores them
 
 
-def test_maps_of_different_sizes_are_rejected():
-    maps = np.zeros((2, 64), "float32")
-    with pytest.raises(ValueError, match=r"same number of positions H\*W.*\(2, 16\)"):
-        attention_constraint(maps, maps, np.zeros((2, 16), "float32"))
+def sac_reference(maps):
+    """SAL eq. (2) by loops: per sample |a6 - a5|^2 + |a6 - a4|^2, then the batch mean."""
+    values = []
+    for a4, a5, a6 in maps:
+        total = 0.0
+        for earlier in (a5, a4):
+            total += sum((x - y) ** 2 for x, y in zip(a6.ravel(), earlier.ravel(), strict=True))
+        values.append(total)
+    return np.mean(values)
+
+
+def test_matches_the_papers_equation():
+    maps = np.random.default_rng(0).random((3, 3, 4, 2)).astype("float32")
+    loss = get_loss("sac")
+    np.testing.assert_allclose(float(loss(LABELS, maps)), sac_reference(maps), rtol=1e-5)
+    # Flattened positions give the same value; equal maps give 0.
+    np.testing.assert_allclose(float(loss(LABELS, maps.reshape(3, 3, 8))), sac_reference(maps), 1e-5)
+    same = np.repeat(maps[:, -1:], 3, axis=1)
+    assert float(loss(LABELS, same)) == 0.0
+    config_round_trip(SelfAttentionConstraint())
+
+
+def test_one_level_is_refused():
+    with pytest.raises(ValueError, match=r"at least two levels.*shape \(2, 1, 4, 2\)"):
+        SelfAttentionConstraint()(np.zeros(2), np.zeros((2, 1, 4, 2), "float32"))
+
+
+def test_a_non_finite_map_gives_a_non_finite_loss():
+    maps = np.zeros((2, 3, 4, 2), "float32")
+    maps[1, 0, 0, 0] = np.nan
+    assert np.isnan(float(SelfAttentionConstraint()(np.zeros(2), maps)))

@@ -41,6 +41,7 @@ def test_registry_names_and_get_loss():
         "cross_domain",
         "msml",
         "quadruplet",
+        "sac",
         "softmax",
         "triplet",
     ]
