@@ -45,11 +45,12 @@ def _parse(text):
     return yaml.load(text, Loader=_Loader)
 
 
-def _merge(base, update):
+def merge_config(base, update):
+    """``base`` with ``update`` merged in: mappings key by key, anything else replaced."""
     merged = copy.deepcopy(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge_config(merged[key], value)
         else:
             merged[key] = copy.deepcopy(value)
     return merged
@@ -80,7 +81,7 @@ def load_config(path, overrides=(), _seen=None):
         )
     if base is not None:
         parent = load_config(os.path.join(os.path.dirname(path), base), (), seen + [path])
-        config = _merge(parent, config)
+        config = merge_config(parent, config)
     for override in overrides:
         config = apply_override(config, override)
     return config

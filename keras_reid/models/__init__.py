@@ -5,6 +5,7 @@ from keras_reid.models.backbones import BACKBONES, build_backbone, register_back
 from keras_reid.models.embedding import build_embedding_model, embedding_head
 from keras_reid.models.msml import build_msml_model
 from keras_reid.models.registry import MODELS, build_model, register_model
+from keras_reid.models.sal import build_sal_model
 
 __all__ = [
     "BACKBONES",
@@ -13,6 +14,7 @@ __all__ = [
     "build_embedding_model",
     "build_model",
     "build_msml_model",
+    "build_sal_model",
     "embedding_head",
     "register_backbone",
     "register_model",

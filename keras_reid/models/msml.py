@@ -60,6 +60,18 @@ def build_msml_model(
     )
     images = keras.Input(shape=input_shape, name="images")
     pooled = keras.layers.GlobalAveragePooling2D(name="trunk_features")(trunk(images))
+    outputs = feature_head(pooled, feature_dim, normalize_embedding, num_classes)
+    return keras.Model(images, outputs, name=f"{backbone}_msml")
+
+
+def feature_head(pooled, feature_dim=1024, normalize_embedding=True, num_classes=None):
+    """Pooled features -> {"embedding": FC(feature_dim) [l2-normalised], "logits": ...}.
+
+    The MSML head, shared by the self-attention model: one Dense layer gives
+    the feature; with ``normalize_embedding`` the output "embedding" is its
+    unit vector (the Dense layer is then "embedding_fc"); the classifier, when
+    ``num_classes`` is given, reads the feature before normalisation.
+    """
     # float32 even under a mixed-precision policy, like the TriNet head.
     feature = keras.layers.Dense(
         feature_dim, dtype="float32", name="embedding_fc" if normalize_embedding else "embedding"
@@ -71,4 +83,4 @@ def build_msml_model(
         )
     if num_classes is not None:
         outputs["logits"] = ClassificationHead(num_classes, dtype="float32", name="logits")(feature)
-    return keras.Model(images, outputs, name=f"{backbone}_msml")
+    return outputs

@@ -15,6 +15,7 @@ from keras_reid.training.optimizers import (
 )
 from keras_reid.training.recipe import train
 from keras_reid.training.runner import TrainOptions
+from keras_reid.training.stages import train_stages
 from keras_reid.training.schedules import (
     SCHEDULES,
     ExponentialDecayAfter,
@@ -27,8 +28,10 @@ from keras_reid.training.schedules import (
 RECIPES = Registry("training recipe")
 RECIPES.register("embedding")(train_embedding)
 RECIPES.register("embae")(train_embae)
-# MSML (and every later paper) is the shared path with its configs' sections.
+# MSML (and every later paper) is the shared path with its configs' sections;
+# SAL's two stages are two runs of it (a config without stages is one).
 RECIPES.register("msml")(train)
+RECIPES.register("sal")(train_stages)
 
 __all__ = [
     "OPTIMIZERS",
@@ -45,5 +48,6 @@ __all__ = [
     "train",
     "train_embae",
     "train_embedding",
+    "train_stages",
     "variable_paths",
 ]

@@ -68,6 +68,7 @@ from keras_reid.training.runner import (
     runtime,
     save_model,
     standard_callbacks,
+    start_from,
 )
 from keras_reid.training.schedules import build_schedule
 
@@ -75,9 +76,10 @@ logger = logging.getLogger("keras_reid.training")
 
 SECTIONS = ("data", "model", "batches", "losses", "optimizer", "schedule", "train")
 BATCH_KINDS = {"pk": pk_batches, "mixed": mixed_batches}
-# Outputs that serve inference: they may go without a loss. Every other
-# output (logits, attention maps, domain) exists only to be trained.
-INFERENCE_OUTPUTS = ("embedding",)
+# Outputs that serve inference or inspection (the embedding, SAL's attention
+# maps): they may go without a loss. Every other output (logits, domain)
+# exists only to be trained.
+INFERENCE_OUTPUTS = ("embedding", "attention")
 
 
 @dataclass
@@ -227,6 +229,8 @@ def prepare(config, data, options, strategy):
     steps = steps_per_epoch(data.tables, batches.get("p", 18), batches.get("k", 4))
     with strategy.scope():
         model = build_run_model(config, class_map, "logits" in losses_section)
+        if options.init_from is not None:
+            start_from(model, options.init_from)
         losses, weights, metrics = build_losses(config, list(model.output_names))
         name, args = _named(section_options(config, "schedule"), "schedule", "piecewise")
         schedule = _calling("schedule", args, build_schedule, name, steps, **args)

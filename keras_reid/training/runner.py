@@ -26,6 +26,7 @@ __all__ = [
     "runtime",
     "save_model",
     "standard_callbacks",
+    "start_from",
 ]
 
 logger = logging.getLogger("keras_reid.training")
@@ -51,6 +52,9 @@ class TrainOptions:
             is always saved as ``model.keras``).
         validate_every: epochs between Rank-1/mAP validations (0: never).
         verbose: Keras' progress output (1 bars, 2 one line per epoch, 0 silent).
+        init_from: None, or a ``.keras`` model whose weights a fresh run starts
+            from (a multi-stage recipe's previous stage, or any run of the same
+            architecture); its optimizer state is not taken. See :func:`start_from`.
     """
 
     epochs: int = 400
@@ -61,6 +65,7 @@ class TrainOptions:
     checkpoint_every: int = 10
     validate_every: int = 0
     verbose: int = 1
+    init_from: str | None = None
 
     def __post_init__(self):
         for name, minimum in (("epochs", 0), ("checkpoint_every", 1), ("validate_every", 0)):
@@ -77,6 +82,43 @@ class TrainOptions:
             raise ReIDError(
                 f"train.distribute must be null or 'mirrored', got {self.distribute!r}."
             )
+
+
+def start_from(model, path):
+    """Set ``model``'s weights to those of the ``.keras`` model at ``path``.
+
+    The two must be the same architecture: the same weights, in the same
+    order, with the same names and shapes (a stage-2 run pointed at another
+    model's stage 1 is refused, naming both models and the first difference).
+    """
+    from keras_reid.reporting import load_keras_model
+
+    try:
+        source = load_keras_model(path)
+    except ReIDError as error:
+        raise ReIDError(f"train.init_from: {error}") from None
+
+    def layout(net):
+        return [(w.path, tuple(w.shape)) for w in net.weights]
+
+    theirs, mine = layout(source), layout(model)
+    if theirs != mine:
+        first = next(
+            (i for i, pair in enumerate(zip(theirs, mine, strict=False)) if pair[0] != pair[1]),
+            min(len(theirs), len(mine)),
+        )
+
+        def describe(weights):
+            return f"{weights[first][0]} {weights[first][1]}" if first < len(weights) else "none"
+
+        raise ReIDError(
+            f"train.init_from: {path} is a {source.name!r} model ({len(theirs)} weights), "
+            f"this run builds {model.name!r} ({len(mine)} weights); they first differ at weight "
+            f"{first}: {describe(theirs)} there, {describe(mine)} here. Start from a model "
+            "built with the same model section."
+        )
+    model.set_weights(source.get_weights())
+    logger.info("starting from the weights of %s", path)
 
 
 @contextlib.contextmanager

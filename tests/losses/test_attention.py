@@ -23,7 +23,9 @@ def test_matches_the_papers_equation():
     loss = get_loss("sac")
     np.testing.assert_allclose(float(loss(LABELS, maps)), sac_reference(maps), rtol=1e-5)
     # Flattened positions give the same value; equal maps give 0.
-    np.testing.assert_allclose(float(loss(LABELS, maps.reshape(3, 3, 8))), sac_reference(maps), 1e-5)
+    np.testing.assert_allclose(
+        float(loss(LABELS, maps.reshape(3, 3, 8))), sac_reference(maps), 1e-5
+    )
     same = np.repeat(maps[:, -1:], 3, axis=1)
     assert float(loss(LABELS, same)) == 0.0
     config_round_trip(SelfAttentionConstraint())

@@ -27,9 +27,9 @@ def dense(layer, inputs):
 
 
 def test_registry_names_and_unknown_model():
-    assert MODELS.names() == ["msml", "trinet"]
-    with pytest.raises(ReIDError, match="unknown model 'sal'; expected one of: msml, trinet"):
-        build_model("sal")
+    assert MODELS.names() == ["msml", "sal", "trinet"]
+    with pytest.raises(ReIDError, match="unknown model 'dien'; expected one of: msml, sal, trinet"):
+        build_model("dien")
 
 
 def test_msml_head_by_hand():
