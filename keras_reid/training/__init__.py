@@ -15,7 +15,6 @@ from keras_reid.training.optimizers import (
 )
 from keras_reid.training.recipe import train
 from keras_reid.training.runner import TrainOptions
-from keras_reid.training.stages import train_stages
 from keras_reid.training.schedules import (
     SCHEDULES,
     ExponentialDecayAfter,
@@ -24,6 +23,7 @@ from keras_reid.training.schedules import (
     StepDecay,
     build_schedule,
 )
+from keras_reid.training.stages import train_stages
 
 RECIPES = Registry("training recipe")
 RECIPES.register("embedding")(train_embedding)
