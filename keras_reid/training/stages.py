@@ -101,12 +101,17 @@ def train_stages(config, out, resume=False, data=None):
         sections = {repr(stage.get("data")) for _, stage in stages}
         if len(sections) == 1:  # every stage trains on the same data: load it once
             data = call_section(load_training_data, stages[0][1], "data")
-    for index, (name, stage) in enumerate(stages):
-        # Check every stage before the run folder is written. A later stage's
-        # init_from does not exist yet: its other sections are checked.
-        if index and not os.path.isfile(os.path.join(os.path.abspath(out), name, "model.keras")):
+    previous = None
+    for name, stage in stages:
+        # Check every stage before the run folder is written. The model of the
+        # stage before does not exist yet: the other sections are checked
+        # (an init_from the config gives is checked too).
+        chained = previous and os.path.join(os.path.abspath(out), previous, "model.keras")
+        init_from = (stage.get("train") or {}).get("init_from")
+        if chained and init_from == chained and not os.path.isfile(chained):
             stage = merge_config(stage, {"train": {"init_from": None}})
         check_config(stage, data)
+        previous = name
     out = prepare_run_dir(out, config, resume=resume)
     model = None
     for name, stage in stages:
