@@ -18,6 +18,8 @@ NOISE = re.compile(
     # The image decoders' complaints ("Premature end of JPEG data") name no
     # file; keras_reid names the file and the reason itself.
     rb"|E\d{4} [\d:.]+ +\d+ (jpeg_mem|png_io|gif_io|bmp_io)\.cc:\d+\]"
+    # libjpeg's own line for a JPEG that ends in its first bytes, unprefixed.
+    rb"|Input file read error\r?\n?$"
     rb"|WARNING: All log messages before absl::InitializeLog"
     rb"|To enable the following instructions: )"
 )

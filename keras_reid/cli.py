@@ -232,6 +232,13 @@ def cmd_evaluate(args):
         print(f"wrote {args.out}/results.csv, results.md, cmc.png, ranked_lists.png")
 
 
+def cmd_attention(args):
+    from keras_reid.visualize import write_attention_maps
+
+    written = write_attention_maps(args.model, args.images, args.out)
+    print(f"wrote {len(written)} image(s) with their attention maps to {args.out}")
+
+
 def cmd_export(args):
     import json
 
@@ -346,6 +353,19 @@ def build_parser():
         help="groups.json of a multi-group EmbAE model (default: the one beside MODEL)",
     )
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "attention",
+        help="draw a self-attention model's attention maps over images (PNG)",
+        description="For each IMAGE, write DIR/<image name>.png: the image at MODEL's input "
+        "size, then each level of MODEL's 'attention' output (SAL: stages 4, 5 and 6) "
+        "upsampled, coloured (jet, red = high) and blended over it. Every image is read "
+        "before anything is written.",
+    )
+    p.add_argument("model", help="a .keras model with an 'attention' output")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs")
+    p.set_defaults(func=cmd_attention)
 
     p = sub.add_parser(
         "demo",

@@ -47,14 +47,30 @@ class MultiLevelAttention(keras.layers.Layer):
     the loss :class:`keras_reid.losses.SelfAttentionConstraint` on this output.
     The maps are computed in float32 whatever the compute dtype.
 
+    Args:
+        levels: optional names of the levels, in input order (e.g. "stage4",
+            "stage5", "stage6"), kept for the ones who draw the maps
+            (``keras-reid attention``). Default None: "level 1", "level 2", ...
+        **kwargs: as for ``keras.layers.Layer``.
+
     Raises:
         ValueError: when built on maps whose heights and widths differ.
 
     Example:
-        >>> MultiLevelAttention(name="attention")([stage4, stage5, stage6])  # (B, 3, H, W)
+        >>> MultiLevelAttention(("stage4", "stage5", "stage6"), name="attention")(
+        ...     [stage4, stage5, stage6])  # (B, 3, H, W)
     """
 
+    def __init__(self, levels=None, **kwargs):
+        super().__init__(**kwargs)
+        self.levels = None if levels is None else [str(level) for level in levels]
+
     def build(self, input_shape):
+        if self.levels is not None and len(self.levels) != len(input_shape):
+            raise ValueError(
+                f"`levels` names {len(self.levels)} levels but the layer gets "
+                f"{len(input_shape)} feature maps. Received: levels={self.levels}"
+            )
         sizes = [tuple(shape[1:3]) for shape in input_shape]
         if len(set(sizes)) > 1:
             raise ValueError(
@@ -73,3 +89,10 @@ class MultiLevelAttention(keras.layers.Layer):
 
     def compute_output_spec(self, inputs):
         return keras.KerasTensor(self.compute_output_shape([x.shape for x in inputs]), "float32")
+
+    def level_names(self, count):
+        """The levels' names: ``levels``, or "level 1".."level <count>"."""
+        return self.levels or [f"level {index + 1}" for index in range(count)]
+
+    def get_config(self):
+        return {**super().get_config(), "levels": self.levels}

@@ -184,5 +184,7 @@ def build_sal_model(
     pooled = keras.layers.GlobalAveragePooling2D(name="trunk_features")(features)
     outputs = feature_head(pooled, feature_dim, normalize_embedding, num_classes)
     if attention:
-        outputs["attention"] = MultiLevelAttention(name="attention")(list(levels.values()))
+        outputs["attention"] = MultiLevelAttention(list(levels), name="attention")(
+            list(levels.values())
+        )
     return keras.Model(images, outputs, name=f"{backbone}_sal")
