@@ -31,7 +31,7 @@ these labels: a metric loss only compares them, a softmax loss needs them in
 
 Example::
 
-    config = load_config("train_scripts/configs/msml_synth.yaml")
+    config = load_config("train_scripts/configs/msml_synth_msml.yaml")
     model = train(config, "runs/msml_synth")
 """
 
@@ -300,7 +300,7 @@ def train(config, out, resume=False, data=None):
         data: a :class:`TrainingData` to use instead of the ``data`` section.
 
     Example:
-        >>> model = train(load_config("train_scripts/configs/msml_synth.yaml"), "runs/msml")
+        >>> model = train(load_config("train_scripts/configs/msml_synth_msml.yaml"), "runs/msml")
     """
     check_sections(config, SECTIONS)
     options = call_section(TrainOptions, config, "train")

@@ -1,0 +1,75 @@
+"""Every shipped config of the shared training path names things that exist, with valid keys.
+
+A typo in train_scripts/configs (an unknown loss argument, a schedule key,
+a model switch) would otherwise show only when a user starts a GPU run. Each
+section is checked against the function it maps onto, without building the
+model or reading the data (the paper datasets are not here).
+"""
+
+import glob
+import inspect
+import os
+
+import pytest
+
+from keras_reid.config import check_sections, load_config
+from keras_reid.data.dataset import DATASETS, parse_spec
+from keras_reid.data.pipeline import mixed_batches, pk_batches
+from keras_reid.losses import get_loss
+from keras_reid.models import MODELS
+from keras_reid.training.embedding import embedding_config
+from keras_reid.training.optimizers import OPTIMIZERS
+from keras_reid.training.recipe import BATCH_KINDS, SECTIONS
+from keras_reid.training.runner import TrainOptions
+from keras_reid.training.schedules import build_schedule
+from keras_reid.training.stages import stage_configs
+
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "train_scripts", "configs")
+SHARED_PATH = sorted(
+    path
+    for prefix in ("embedding", "msml", "sal")
+    for path in glob.glob(os.path.join(CONFIGS, f"{prefix}_*.yaml"))
+    if not path.endswith("_base.yaml")  # the common sections of a family, not a run
+)
+
+
+def keywords(fn):
+    return set(inspect.signature(fn).parameters)
+
+
+def check_stage(config):
+    check_sections(config, SECTIONS)
+    for spec in config["data"]["train"] + [config["data"].get("val")] * ("val" in config["data"]):
+        name = spec["name"] if isinstance(spec, dict) else parse_spec(spec)[0]
+        assert name in DATASETS.names(), name
+    model = dict(config["model"])
+    assert set(model) - {"name"} <= keywords(MODELS.get(model["name"])) - {"num_classes"}
+    batches = dict(config.get("batches") or {})
+    assert set(batches) - {"kind"} <= keywords(
+        {"pk": pk_batches, "mixed": mixed_batches}[batches.get("kind", "pk")]
+    ), batches
+    assert batches.get("kind", "pk") in BATCH_KINDS
+    for spec in config["losses"].values():
+        options = {k: v for k, v in spec.items() if k not in ("name", "weight")}
+        get_loss(spec["name"], **options)
+    schedule = dict(config["schedule"])
+    build_schedule(schedule.pop("name"), 10, **schedule)
+    optimizer = {k: v for k, v in config["optimizer"].items() if k != "lr_multipliers"}
+    OPTIMIZERS.get(optimizer.pop("name"))(learning_rate=0.1, **optimizer)
+    TrainOptions(**{k: v for k, v in (config.get("train") or {}).items() if k != "init_from"})
+
+
+@pytest.mark.parametrize("path", SHARED_PATH, ids=os.path.basename)
+def test_a_shipped_config_names_valid_things(path, monkeypatch):
+    monkeypatch.setenv("REID_DATA", "/data")
+    config = load_config(path)
+    if os.path.basename(path).startswith("embedding_"):
+        config = embedding_config(config)
+    stages = stage_configs(config, "/runs/x") if "stages" in config else [("", config)]
+    for _, stage in stages:
+        check_stage(stage)
+
+
+def test_the_shared_path_configs_are_all_found():
+    names = {os.path.basename(p) for p in SHARED_PATH}
+    assert {"msml_synth_msml.yaml", "sal_market_8_full.yaml", "embedding_synth.yaml"} <= names
