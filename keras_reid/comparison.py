@@ -46,6 +46,30 @@ MSML_ORDERINGS = (
     ("TriHard", "Quad"),
     ("MSML", "TriHard"),
 )
+# SAL's Table 1 rows (settings 1, 2, 3, 3(T), 4-8) in sal_labels' names, and
+# its claims (Sec. 4.3): multi-level features help (4 > 1, 5 > 3), SAC adds
+# (6 > 4, 8 > 5), softmax and quadruplet complement each other (3 > 1, 3 > 2),
+# quadruplet beats triplet (3 > 3(T)).
+SAL_ORDER = (
+    "Soft",
+    "Quad",
+    "Soft+Quad",
+    "Soft+Triplet",
+    "Soft+DIL+Multi",
+    "Soft+Quad+DIL+Multi",
+    "Soft+DIL+SAC+Multi",
+    "Quad+DIL+SAC+Multi",
+    "Soft+Quad+DIL+SAC+Multi",
+)
+SAL_CLAIMS = (
+    ("Soft+DIL+Multi", "Soft"),
+    ("Soft+Quad+DIL+Multi", "Soft+Quad"),
+    ("Soft+DIL+SAC+Multi", "Soft+DIL+Multi"),
+    ("Soft+Quad+DIL+SAC+Multi", "Soft+Quad+DIL+Multi"),
+    ("Soft+Quad", "Soft"),
+    ("Soft+Quad", "Quad"),
+    ("Soft+Quad", "Soft+Triplet"),
+)
 SCORES_FILE = "scores.csv"
 TABLE_SCORES = {"mAP": "mAP", "rank1": "r=1"}
 
@@ -99,15 +123,42 @@ def run_labels(config):
     return trunk, method, int((config.get("train") or {}).get("seed", 0))
 
 
+def sal_labels(config):
+    """``(trunk, setting, seed)`` of a self-attention run, the setting as SAL's Table 1 names it.
+
+    The setting joins what the run trains with, in the table's column order:
+    Soft (a softmax loss in any stage), Quad (quadruplet) or Triplet (batch-hard
+    triplet), DIL (dilated stages), SAC (the self-attention constraint), Multi
+    (multi-level feature): e.g. ``"Soft+Quad+DIL+SAC+Multi"``, the full model.
+    """
+    from keras_reid.config import merge_config
+
+    stages = list((config.get("stages") or {"": {}}).values())
+    finals = [merge_config({k: v for k, v in config.items() if k != "stages"}, s) for s in stages]
+    model = finals[-1].get("model") or {}
+    names = {spec.get("name") for final in finals for spec in (final.get("losses") or {}).values()}
+    parts = [
+        ("Soft", "softmax" in names),
+        ("Quad", "quadruplet" in names),
+        ("Triplet", "batch_hard" in names or "triplet" in names),
+        ("DIL", model.get("dilation", [2, 4]) not in (1, [1], (1,))),
+        ("SAC", "sac" in names),
+        ("Multi", model.get("multi_level", True)),
+    ]
+    trunk = run_labels({"model": model})[0]
+    seed = int((finals[-1].get("train") or {}).get("seed", 0))
+    return trunk, "+".join(name for name, present in parts if present), seed
+
+
 def _spec_key(spec):
     return spec if isinstance(spec, str) else json.dumps(spec, sort_keys=True)
 
 
-def score_run(run, datasets, tta=None, batch_size=128):
+def score_run(run, datasets, tta=None, rerank=False, batch_size=128):
     """The scores of ``run``'s model.keras on each dataset, one row each.
 
-    Scores already in ``RUN/scores.csv`` (same dataset spec and test-time
-    augmentation) are reused; the others are computed with
+    Scores already in ``RUN/scores.csv`` (same dataset spec, test-time
+    augmentation and re-ranking) are reused; the others are computed with
     :func:`keras_reid.reporting.evaluate_model` and added to it (written
     atomically).
 
@@ -115,10 +166,11 @@ def score_run(run, datasets, tta=None, batch_size=128):
         run: a finished run folder (model.keras and config.yaml).
         datasets: dataset specs, ``"name[:root]"`` or ``{name, root, ...}``.
         tta: test-time augmentation (see :func:`keras_reid.inference.extract_features`).
+        rerank: k-reciprocal re-ranking with its default parameters.
         batch_size: images per forward pass.
 
     Returns:
-        a DataFrame: dataset (the spec as given), name, tta and the scores.
+        a DataFrame: dataset (the spec as given), name, tta, rerank and the scores.
     """
     import pandas as pd
 
@@ -126,13 +178,16 @@ def score_run(run, datasets, tta=None, batch_size=128):
     from keras_reid.training.recipe import load_spec
 
     path = os.path.join(run, SCORES_FILE)
-    tta_key = tta or "none"
+    protocol = (tta or "none", bool(rerank))
     cached = pd.read_csv(path, keep_default_na=False) if os.path.isfile(path) else None
-    have = set() if cached is None else set(zip(cached["dataset"], cached["tta"], strict=True))
+    have = set()
+    if cached is not None:
+        cached["rerank"] = cached["rerank"].astype(str) == "True"
+        have = set(zip(cached["dataset"], cached["tta"], cached["rerank"], strict=True))
     rows, model = [], None
     for spec in datasets:
         key = _spec_key(spec)
-        if (key, tta_key) in have:
+        if (key, *protocol) in have:
             continue
         if model is None:
             final = os.path.join(run, "model.keras")
@@ -142,7 +197,9 @@ def score_run(run, datasets, tta=None, batch_size=128):
                 )
             model = load_keras_model(final)
         dataset = load_spec(spec)
-        row = evaluate_model(model, dataset, tta=tta, batch_size=batch_size, progress=False)
+        row = evaluate_model(
+            model, dataset, tta=tta, rerank=rerank, batch_size=batch_size, progress=False
+        )
         row = row.rename(columns={"dataset": "name"})
         row.insert(0, "dataset", key)
         rows.append(row)
@@ -152,13 +209,16 @@ def score_run(run, datasets, tta=None, batch_size=128):
     frame = pd.concat(([cached] if cached is not None else []) + rows, ignore_index=True)
     if rows:
         write_text(path, frame.to_csv(index=False))
-    wanted = {(_spec_key(spec), tta_key) for spec in datasets}
-    keep = [(d, t) in wanted for d, t in zip(frame["dataset"], frame["tta"], strict=True)]
-    return frame[keep].reset_index(drop=True)
+    wanted = {(_spec_key(spec), *protocol) for spec in datasets}
+    rows = zip(frame["dataset"], frame["tta"], frame["rerank"], strict=True)
+    return frame[[row in wanted for row in rows]].reset_index(drop=True)
 
 
-def score_runs(runs, datasets, tta=None, batch_size=128):
-    """:func:`score_run` over runs: one row per (run, dataset), labelled by :func:`run_labels`.
+def score_runs(runs, datasets, tta=None, rerank=False, batch_size=128, labels=None):
+    """:func:`score_run` over runs: one row per (run, dataset), labelled by ``labels``.
+
+    ``labels`` maps a run's recorded config to ``(trunk, method, seed)``:
+    :func:`run_labels` (default: the MSML table's methods) or :func:`sal_labels`.
 
     Returns:
         a DataFrame with columns run, trunk, method, seed, dataset, name, tta
@@ -172,8 +232,8 @@ def score_runs(runs, datasets, tta=None, batch_size=128):
         raise ReIDError("no test datasets given; name at least one (e.g. --data synth-b).")
     frames = []
     for run in runs:
-        trunk, method, seed = run_labels(_read_config(run))
-        frame = score_run(run, datasets, tta=tta, batch_size=batch_size)
+        trunk, method, seed = (labels or run_labels)(_read_config(run))
+        frame = score_run(run, datasets, tta=tta, rerank=rerank, batch_size=batch_size)
         for position, (column, value) in enumerate(
             (("run", run), ("trunk", trunk), ("method", method), ("seed", seed))
         ):
@@ -296,3 +356,76 @@ def differences_table(frame, pairs, scores=("rank1", "mAP"), confidence=0.95):
             + f" | {text} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def comparison_report(frame, order=METHOD_ORDER, claims=MSML_ORDERINGS):
+    """The table of :func:`method_table` and the claims of :func:`differences_table`, as text."""
+    return (
+        'Mean ± std over seeds; "mean" averages the datasets per run.\n\n'
+        + method_table(frame, order=order)
+        + "\nThe paper's claims, paired by seed (a − b, the datasets' mean):\n\n"
+        + differences_table(frame, claims)
+    )
+
+
+def table_script(argv, prog, doc, labels=run_labels, order=METHOD_ORDER, claims=MSML_ORDERINGS):
+    """The ``main`` of the evaluation/ table scripts: runs in, the comparison out.
+
+    Arguments: RUN... --data SPEC... [--tta flip] [--rerank] [--both] [--out FILE]
+    [--csv FILE]. A ``--data`` spec is ``name[:root]`` or a YAML mapping such
+    as ``{name: synth-b, ids: 600}``. ``--both`` prints the table without and
+    with re-ranking. Returns the exit code (2 with a one-line error).
+    """
+    import argparse
+    import sys
+
+    import pandas as pd
+
+    def spec(text):
+        if not text.lstrip().startswith("{"):
+            return text
+        import yaml
+
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise argparse.ArgumentTypeError(f"not a YAML mapping: {text!r} ({error})") from None
+        if not isinstance(value, dict) or "name" not in value:
+            raise argparse.ArgumentTypeError(f"a mapping needs a 'name': {text!r}")
+        return value
+
+    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    parser.add_argument("runs", nargs="+", help="finished run folders")
+    parser.add_argument("--data", nargs="+", required=True, type=spec, help="test datasets")
+    parser.add_argument("--tta", choices=["flip"], help="test-time augmentation")
+    parser.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking")
+    parser.add_argument("--both", action="store_true", help="without and with re-ranking")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--out", help="also write the markdown tables to this file")
+    parser.add_argument("--csv", help="write every (run, dataset) score row to this CSV")
+    args = parser.parse_args(argv)
+    reranks = [False, True] if args.both else [args.rerank]
+    try:
+        texts, frames = [], []
+        for rerank in reranks:
+            frame = score_runs(
+                args.runs, args.data, args.tta, rerank, args.batch_size, labels=labels
+            )
+            title = "With k-reciprocal re-ranking" if rerank else "Without re-ranking"
+            texts.append(
+                (f"## {title}\n\n" if args.both else "") + comparison_report(frame, order, claims)
+            )
+            frames.append(frame)
+        text = "\n".join(texts)
+        print(text)
+        if args.out:
+            write_text(args.out, text)
+        if args.csv:
+            from keras_reid.fileio import atomic_output
+
+            with atomic_output(args.csv) as temporary:
+                pd.concat(frames, ignore_index=True).to_csv(temporary, index=False)
+    except ReIDError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -10,10 +10,12 @@ from test_evaluation_scripts import script
 
 from keras_reid.comparison import (
     MSML_ORDERINGS,
+    SAL_ORDER,
     differences_table,
     method_table,
     paired_differences,
     run_labels,
+    sal_labels,
     score_run,
     verdict,
 )
@@ -48,6 +50,27 @@ CONFIGS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "train_script
 def test_run_labels_name_the_paper_rows(name, overrides, expected):
     config = load_config(os.path.join(CONFIGS, name), overrides)
     assert run_labels(config) == expected
+
+
+SAL_ROWS = {  # SAL Table 1: setting -> what its row ticks, in the table's column order
+    "1_soft": "Soft",
+    "2_quad": "Quad",
+    "3_soft_quad": "Soft+Quad",
+    "3t_soft_triplet": "Soft+Triplet",
+    "4_soft_dil_multi": "Soft+DIL+Multi",
+    "5_soft_quad_dil_multi": "Soft+Quad+DIL+Multi",
+    "6_soft_dil_sac_multi": "Soft+DIL+SAC+Multi",
+    "7_quad_dil_sac_multi": "Quad+DIL+SAC+Multi",
+    "8_full": "Soft+Quad+DIL+SAC+Multi",
+}
+
+
+@pytest.mark.parametrize("row", list(SAL_ROWS))
+def test_sal_labels_name_each_shipped_row_as_the_paper_does(row, monkeypatch):
+    monkeypatch.setenv("REID_DATA", "/data")
+    config = load_config(os.path.join(CONFIGS, f"sal_market_{row}.yaml"), ["train.seed=4"])
+    assert sal_labels(config) == ("resnet50 256x128", SAL_ROWS[row], 4)
+    assert SAL_ROWS[row] in SAL_ORDER
 
 
 def test_run_labels_of_a_metric_loss_alone_and_of_hard_quadruplets():
@@ -149,11 +172,20 @@ def test_scores_are_computed_once_and_kept_in_the_run(tiny_run):
         again = score_run(str(run), [spec])
         assert np.isclose(again.loc[0, "rank1"], first.loc[0, "rank1"])
         assert len(pd.read_csv(run / "scores.csv")) == 1
+        # Re-ranked scores are another protocol: not kept yet, so they need the model.
+        with pytest.raises(ReIDError, match=r"trihard_s1: no model.keras"):
+            score_run(str(run), [spec], rerank=True)
         # A score not kept needs the model: a one-line error naming the run.
         with pytest.raises(ReIDError, match=r"trihard_s1: no model.keras; finish the run"):
             score_run(str(run), [spec], tta="flip")
     finally:
         os.rename(run / "moved.keras", run / "model.keras")
+    reranked = score_run(str(run), [spec], rerank=True)
+    expected = evaluate_model(model, load_spec(spec), rerank=True, progress=False)
+    assert bool(reranked.loc[0, "rerank"]) and len(pd.read_csv(run / "scores.csv")) == 2
+    assert np.isclose(reranked.loc[0, "mAP"], expected.loc[0, "mAP"])
+    again = score_run(str(run), [spec])  # the plain row is still the plain one
+    assert len(again) == 1 and np.isclose(again.loc[0, "mAP"], first.loc[0, "mAP"])
 
 
 def test_msml_table_script_prints_and_writes_the_table(tiny_run, tmp_path, capsys):
@@ -177,4 +209,15 @@ def test_msml_table_script_prints_and_writes_the_table(tiny_run, tmp_path, capsy
     assert pd.read_csv(csv).loc[0, "seed"] == 1
     assert main([str(tmp_path / "missing"), "--data", "synth-b"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "missing: no config.yaml" in err
+    assert err.count("\n") == 1 and err.startswith("msml_table: error: ")
+    assert "missing: no config.yaml" in err
+
+
+def test_sal_table_script_gives_both_protocols(tiny_run, tmp_path, capsys):
+    run, spec, _ = tiny_run
+    data = yaml.safe_dump(spec, default_flow_style=True).strip()
+    assert script("sal_table").main([str(run), "--data", data, "--both"]) == 0
+    text = capsys.readouterr().out
+    assert "## Without re-ranking" in text and "## With k-reciprocal re-ranking" in text
+    # The tiny run's config: softmax + batch-hard on an msml model read as SAL's defaults.
+    assert text.count("| small_convnet 64x32 | Soft+Triplet+DIL+Multi | 1 |") == 2
