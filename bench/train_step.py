@@ -3,9 +3,12 @@
 Prints images/s of ``model.fit`` on an in-memory batch (the bare step) and on
 ``pk_batches`` reading SynthReID JPEGs from disk (the real pipeline), with and
 without the decoded-image cache, for every trunk and head (``build_model``'s
-trinet and msml) at a CPU size and at the paper size. trinet trains with the
-batch-hard triplet loss on "embedding"; msml adds softmax cross-entropy on
-"logits", as the MSML recipe does. Target: end to end >= 90% of the bare step.
+trinet, msml and sal) at a CPU size and at the paper size. trinet trains with
+the batch-hard triplet loss on "embedding"; msml adds softmax cross-entropy on
+"logits", as the MSML recipe does; sal trains softmax, the self-attention
+constraint and quadruplet-hard (its stage 2), and "sal_plain" is the same head
+on the undilated trunk without stage 6 (the cost of the dilated stages).
+Target: end to end >= 90% of the bare step.
 
     python bench/train_step.py [--configs cpu|paper|all|NAME,...] [--steps-scale 1]
 
@@ -26,19 +29,30 @@ import tensorflow as tf
 import keras_reid  # noqa: F401  (registers custom objects)
 from keras_reid.data import load_dataset, pk_batches
 from keras_reid.data.synthetic import generate
-from keras_reid.losses import BatchHardTripletLoss, SoftmaxCrossEntropy
+from keras_reid.losses import (
+    BatchHardTripletLoss,
+    QuadrupletLoss,
+    SelfAttentionConstraint,
+    SoftmaxCrossEntropy,
+)
 from keras_reid.models import build_model
 
 
-def _config(head, backbone, size, steps, group, **options):
+def _config(head, backbone, size, steps, group, model=None, **options):
     return {
         "head": head,
         "backbone": backbone,
         "size": size,
         "steps": steps,
         "group": group,
+        "model": model or {},
         "options": options,
     }
+
+
+# SAL without DIL (and so without stage 6, multi-level feature or attention
+# maps): the plain strided trunk and head that the dilated network is compared with.
+PLAIN = {"dilation": 1, "stage6": False, "multi_level": False, "attention": False}
 
 
 CONFIGS = {
@@ -49,6 +63,22 @@ CONFIGS = {
     "msml-small_convnet-64x32": _config("msml", "small_convnet", (64, 32), 40, "cpu"),
     "msml-mobilenet025-128x64": _config("msml", "mobilenet", (128, 64), 20, "cpu", alpha=0.25),
 }
+# The self-attention model (dilated stages 4-6, stage 6, multi-level, attention
+# maps, softmax + SAC + quadruplet-hard) and the same head on the plain trunk.
+for _trunk, _cpu, _paper in (
+    ("mobilenet", (128, 64), (256, 128)),
+    ("resnet50", (128, 64), (256, 128)),
+):
+    _tag = "mobilenet025" if _trunk == "mobilenet" else _trunk
+    _alpha = {"alpha": 0.25} if _trunk == "mobilenet" else {}
+    _steps = 20 if _trunk == "mobilenet" else 4
+    for _head, _model in (("sal", None), ("sal_plain", PLAIN)):
+        CONFIGS[f"{_head}-{_tag}-{_cpu[0]}x{_cpu[1]}"] = _config(
+            "sal", _trunk, _cpu, _steps, "cpu", _model, **_alpha
+        )
+        CONFIGS[f"{_head}-{_tag}-{_paper[0]}x{_paper[1]}"] = _config(
+            "sal", _trunk, _paper, max(2, _steps // 4), "paper", _model, **_alpha
+        )
 for _trunk in ("resnet50", "bn_inception", "resnext50"):
     CONFIGS[f"trinet-{_trunk}-128x64"] = _config("trinet", _trunk, (128, 64), 4, "cpu")
     CONFIGS[f"msml-{_trunk}-128x64"] = _config("msml", _trunk, (128, 64), 4, "cpu")
@@ -56,15 +86,19 @@ for _trunk in ("resnet50", "bn_inception", "resnext50"):
 
 
 def compiled_model(config, num_classes):
-    args = {"backbone": config["backbone"], "input_shape": (*config["size"], 3)}
+    args = {"backbone": config["backbone"], "input_shape": (*config["size"], 3), **config["model"]}
     options = dict(config["options"])
     if config["head"] == "trinet":
         args["alpha"] = options.pop("alpha", 1.0)
     args["backbone_options"] = options
     losses = {"embedding": BatchHardTripletLoss()}
-    if config["head"] == "msml":
+    if config["head"] in ("msml", "sal"):
         args["num_classes"] = num_classes
         losses["logits"] = SoftmaxCrossEntropy()
+    if config["head"] == "sal":
+        losses["embedding"] = QuadrupletLoss(0.5, 0.2, mining="hard")
+        if args.get("attention", True):
+            losses["attention"] = SelfAttentionConstraint()
     model = build_model(config["head"], **args)
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=losses)
     return model
