@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The SynthReID form of the MSML paper's Table 1: five losses (Cls, Tri, Quad,
 # TriHard, MSML) x two trunks x three seeds, trained on synth-a + synth-b +
-# synth-c in one identity space (train_scripts/configs/msml_synth*.yaml), then
+# synth-c in one identity space (train_scripts/configs/msml_synth_*.yaml), then
 # scored in-domain on each preset by evaluation/msml_table.py.
 #
 #   train_scripts/msml_synth_table.sh RUNS [MOBILENET_WEIGHTS]
@@ -22,40 +22,19 @@ fi
 runs=$1
 weights=${2:-}
 here=$(cd "$(dirname "$0")" && pwd)
+source "$here/run_queue.sh"
 if [[ -n $weights && ! -f $weights ]]; then
     echo "$0: error: no MobileNet weight file at $weights; give the ImageNet no-top .h5 file (alpha 0.25) or leave it out." >&2
     exit 2
 fi
-losses=(cls tri quad trihard msml)
-seeds=(0 1 2)
-
-train_trunk() {  # train_trunk TRUNK OVERRIDES...: every loss and seed of one trunk, in turn
-    local trunk=$1 seed loss out
-    shift
-    mkdir -p "$runs/$trunk"
-    for seed in "${seeds[@]}"; do
-        for loss in "${losses[@]}"; do
-            out=$runs/$trunk/${loss}_s$seed
-            if [[ -f $out/model.keras ]]; then
-                continue
-            fi
-            resume=()
-            if [[ -d $out ]]; then
-                resume=(--resume)
-            fi
-            keras-reid train msml --config "$here/configs/msml_synth_$loss.yaml" --out "$out" \
-                "${resume[@]}" "train.seed=$seed" "$@" >> "$out.log" 2>&1 \
-                || { echo "$0: error: $out failed; see $out.log" >&2; return 1; }
-        done
-    done
-}
-
-mkdir -p "$runs"
+losses="cls tri quad trihard msml"
+seeds="0 1 2"
 pids=()
-train_trunk small_convnet & pids+=($!)
+run_queue msml "$runs/small_convnet" msml_synth_ "$losses" "$seeds" & pids+=($!)
 if [[ -n $weights ]]; then
-    train_trunk mobilenet025 model.backbone=mobilenet "model.input_shape=[128, 64, 3]" \
-        "model.weights=$weights" "model.backbone_options={alpha: 0.25}" model.bn_momentum=null &
+    run_queue msml "$runs/mobilenet025" msml_synth_ "$losses" "$seeds" \
+        model.backbone=mobilenet "model.input_shape=[128, 64, 3]" "model.weights=$weights" \
+        "model.backbone_options={alpha: 0.25}" model.bn_momentum=null &
     pids+=($!)
 else
     echo "no MobileNet weight file given: training small_convnet only" >&2
