@@ -63,3 +63,31 @@ def set_bn_statistics(model, x):
     for layer, momentum in zip(layers, momenta, strict=True):
         layer.momentum = momentum
     return model
+
+
+_FRESH_PROCESS = """
+import json, sys, keras, numpy as np, keras_reid
+model = keras.models.load_model(sys.argv[1])
+out = model.predict(np.zeros((2, *json.loads(sys.argv[2])), "float32"), verbose=0)
+print(json.dumps({k: [list(v.shape[1:]), float(np.linalg.norm(v[0]))] for k, v in out.items()}))
+"""
+
+
+def outputs_in_a_fresh_process(path, input_shape):
+    """Load a .keras file in a new interpreter (``import keras_reid``, no custom_objects).
+
+    Returns ``{output: (shape without the batch, norm of the first sample's output)}``
+    of a prediction on zeros.
+    """
+    import json
+    import subprocess
+    import sys
+
+    loaded = subprocess.run(
+        [sys.executable, "-c", _FRESH_PROCESS, str(path), json.dumps(list(input_shape))],
+        capture_output=True,
+        text=True,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    outputs = json.loads(loaded.stdout.strip().splitlines()[-1])
+    return {name: (tuple(shape), norm) for name, (shape, norm) in outputs.items()}

@@ -1,13 +1,12 @@
 """The shared training path: config sections -> model, losses, optimizer, schedule, batches."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import yaml
 from console import run
+from helpers import outputs_in_a_fresh_process
 
 from keras_reid.data import load_dataset
 from keras_reid.errors import ReIDError
@@ -56,18 +55,10 @@ def test_train_msml_through_the_console_script(tiny_synth, tmp_path):
     classes = json.loads((out / "classes.json").read_text())
     assert classes["classes"] == expected and classes["num_classes"] == len(expected) == 12
     # A fresh process with keras_reid imported, no custom_objects.
-    check = (
-        "import sys, keras, numpy as np, keras_reid\n"
-        "m = keras.models.load_model(sys.argv[1])\n"
-        "out = m.predict(np.zeros((2, 64, 32, 3), 'float32'), verbose=0)\n"
-        "norm = float(np.linalg.norm(out['embedding'][0]))\n"
-        "print(sorted(out), out['logits'].shape[1], round(norm, 4))"
-    )
-    loaded = subprocess.run(
-        [sys.executable, "-c", check, str(out / "model.keras")], capture_output=True, text=True
-    )
-    assert loaded.returncode == 0, loaded.stderr
-    assert loaded.stdout.split("\n")[-2] == "['embedding', 'logits'] 12 1.0"
+    outputs = outputs_in_a_fresh_process(out / "model.keras", (64, 32, 3))
+    assert outputs["logits"][0] == (12,) and outputs["embedding"][0] == (16,)
+    assert sorted(outputs) == ["embedding", "logits"]
+    assert abs(outputs["embedding"][1] - 1.0) < 1e-4  # l2-normalised
     # Both losses were trained, with their weights.
     log = (out / "log.csv").read_text().splitlines()[0].split(",")
     assert {"loss", "logits_loss", "embedding_loss"} <= set(log)

@@ -2,8 +2,6 @@
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import keras
@@ -11,6 +9,7 @@ import numpy as np
 import pytest
 import yaml
 from console import finish, run, start
+from helpers import outputs_in_a_fresh_process
 
 from keras_reid.errors import ReIDError
 from keras_reid.models import build_model
@@ -100,17 +99,12 @@ def test_two_stages_write_both_runs_and_the_final_model(uninterrupted):
     assert "embedding_loss" not in log1[0] and "embedding_loss" in log2[0]
     assert "attention_loss" in log1[0] and "attention_loss" in log2[0]
     # The final model loads in a fresh process without custom_objects.
-    check = (
-        "import sys, keras, numpy as np, keras_reid\n"
-        "m = keras.models.load_model(sys.argv[1])\n"
-        "out = m.predict(np.zeros((2, 64, 32, 3), 'float32'), verbose=0)\n"
-        "print(sorted(out), out['attention'].shape[1:])"
-    )
-    loaded = subprocess.run(
-        [sys.executable, "-c", check, str(out / "model.keras")], capture_output=True, text=True
-    )
-    assert loaded.returncode == 0, loaded.stderr
-    assert loaded.stdout.split("\n")[-2] == "['attention', 'embedding', 'logits'] (3, 8, 4)"
+    outputs = outputs_in_a_fresh_process(out / "model.keras", (64, 32, 3))
+    assert {name: shape for name, (shape, _) in outputs.items()} == {
+        "attention": (3, 8, 4),
+        "embedding": (16,),
+        "logits": (6,),
+    }
 
 
 def test_killed_in_stage_2_resumes_there_to_the_uninterrupted_weights(uninterrupted, tmp_path):
