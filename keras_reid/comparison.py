@@ -182,7 +182,9 @@ def score_run(run, datasets, tta=None, rerank=False, batch_size=128):
     cached = pd.read_csv(path, keep_default_na=False) if os.path.isfile(path) else None
     have = set()
     if cached is not None:
-        cached["rerank"] = cached["rerank"].astype(str) == "True"
+        # Files written before re-ranked scores were kept have no column: plain scores.
+        flags = cached["rerank"] if "rerank" in cached else pd.Series(False, index=cached.index)
+        cached["rerank"] = flags.astype(str) == "True"
         have = set(zip(cached["dataset"], cached["tta"], cached["rerank"], strict=True))
     rows, model = [], None
     for spec in datasets:
