@@ -6,6 +6,7 @@ slightly larger resize (the centre crop, or five crops: four corners + centre).
 """
 
 import math
+import weakref
 
 import keras
 import numpy as np
@@ -89,6 +90,39 @@ def _check_tta(tta, combine):
         )
 
 
+# One traced function per (model, output, test-time augmentation): a new
+# tf.function per call would be traced again each time (and TensorFlow warns of
+# "retracing" after a few), when a table script scores many models on many
+# datasets, or a validation callback scores the same model every few epochs.
+# The function reads the model's variables, so it sees the current weights.
+_EMBED_FUNCTIONS = weakref.WeakKeyDictionary()
+
+
+def _embedding_function(model, output, tta, combine, crop_pad, takes_group):
+    key = (output, tta, combine, crop_pad)
+    functions = _EMBED_FUNCTIONS.setdefault(model, {})
+    if key in functions:
+        return functions[key]
+    height, width = model_image_size(model)
+
+    @tf.function(reduce_retracing=True)
+    def embed(images):
+        views = tta_views(images, tta, (height, width), crop_pad)
+        count = tf.shape(views)[0]
+        flat = tf.reshape(views, [-1, height, width, 3])
+        inputs = flat
+        if takes_group:  # EmbAE's inference model: z_id does not read the group
+            inputs = {"images": flat, "group": tf.zeros(tf.shape(flat)[:1], tf.int32)}
+        features = tf.cast(model(inputs, training=False)[output], tf.float32)
+        if combine == "norm_mean":
+            features = tf.math.l2_normalize(features, axis=-1)
+        features = tf.reshape(features, [count, -1, features.shape[-1]])
+        return tf.reduce_mean(features, axis=0)
+
+    functions[key] = embed
+    return embed
+
+
 def extract_features(
     model,
     table,
@@ -143,20 +177,7 @@ def extract_features(
         # ceil, not round: round(4.5) == 4 would leave a narrow model no room to crop.
         load_size = (math.ceil(height * (1 + crop_pad)), math.ceil(width * (1 + crop_pad)))
 
-    @tf.function(reduce_retracing=True)
-    def embed(images):
-        views = tta_views(images, tta, (height, width), crop_pad)
-        count = tf.shape(views)[0]
-        flat = tf.reshape(views, [-1, height, width, 3])
-        inputs = flat
-        if takes_group:  # EmbAE's inference model: z_id does not read the group
-            inputs = {"images": flat, "group": tf.zeros(tf.shape(flat)[:1], tf.int32)}
-        features = tf.cast(model(inputs, training=False)[output], tf.float32)
-        if combine == "norm_mean":
-            features = tf.math.l2_normalize(features, axis=-1)
-        features = tf.reshape(features, [count, -1, features.shape[-1]])
-        return tf.reduce_mean(features, axis=0)
-
+    embed = _embedding_function(model, output, tta, combine, crop_pad, takes_group)
     dataset = (
         tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string))
         .map(

@@ -58,3 +58,24 @@ def test_bad_requests_are_named():
         extract_features(model, ["x.jpg"], output="nuisance")
     with pytest.raises(ReIDError, match="empty"):
         extract_features(model, [])
+
+
+def test_repeated_extraction_traces_once_and_sees_new_weights(tmp_path, caplog):
+    # A table script scores many runs on many datasets; a validation callback
+    # scores one model as it trains: one traced function per model, current weights.
+    paths = []
+    for index in range(3):
+        path = str(tmp_path / f"{index}.png")
+        cv2.imwrite(path, np.full((8, 4, 3), 40 * (index + 1), np.uint8))
+        paths.append(path)
+    inputs = keras.Input((8, 4, 3), name="images")
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    dense = keras.layers.Dense(2, use_bias=False, name="embedding")
+    model = keras.Model(inputs, {"embedding": dense(pooled)})
+    first = extract_features(model, paths, progress=False)
+    with caplog.at_level("WARNING"):
+        for _ in range(6):
+            np.testing.assert_array_equal(extract_features(model, paths, progress=False), first)
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+    dense.kernel.assign(dense.kernel * 2.0)
+    np.testing.assert_allclose(extract_features(model, paths, progress=False), 2 * first, 1e-6)
