@@ -94,7 +94,8 @@ def _check_tta(tta, combine):
 # tf.function per call would be traced again each time (and TensorFlow warns of
 # "retracing" after a few), when a table script scores many models on many
 # datasets, or a validation callback scores the same model every few epochs.
-# The function reads the model's variables, so it sees the current weights.
+# The function reads the model's variables, so it sees the current weights; it
+# goes with its model.
 _EMBED_FUNCTIONS = weakref.WeakKeyDictionary()
 
 
@@ -104,6 +105,8 @@ def _embedding_function(model, output, tta, combine, crop_pad, takes_group):
     if key in functions:
         return functions[key]
     height, width = model_image_size(model)
+    # Weakly: the dictionary's value must not keep its key (the model) alive.
+    model_ref = weakref.ref(model)
 
     @tf.function(reduce_retracing=True)
     def embed(images):
@@ -113,7 +116,7 @@ def _embedding_function(model, output, tta, combine, crop_pad, takes_group):
         inputs = flat
         if takes_group:  # EmbAE's inference model: z_id does not read the group
             inputs = {"images": flat, "group": tf.zeros(tf.shape(flat)[:1], tf.int32)}
-        features = tf.cast(model(inputs, training=False)[output], tf.float32)
+        features = tf.cast(model_ref()(inputs, training=False)[output], tf.float32)
         if combine == "norm_mean":
             features = tf.math.l2_normalize(features, axis=-1)
         features = tf.reshape(features, [count, -1, features.shape[-1]])

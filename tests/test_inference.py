@@ -1,5 +1,8 @@
 """Feature extraction and test-time augmentation against hand-computed features."""
 
+import gc
+import weakref
+
 import cv2
 import keras
 import numpy as np
@@ -79,3 +82,8 @@ def test_repeated_extraction_traces_once_and_sees_new_weights(tmp_path, caplog):
     assert not [r for r in caplog.records if "retracing" in r.getMessage()]
     dense.kernel.assign(dense.kernel * 2.0)
     np.testing.assert_allclose(extract_features(model, paths, progress=False), 2 * first, 1e-6)
+    # The kept function does not keep a deleted model alive.
+    gone = weakref.ref(model)
+    del model, dense, inputs, pooled
+    gc.collect()
+    assert gone() is None
