@@ -10,7 +10,7 @@ constraint and quadruplet-hard (its stage 2), and "sal_plain" is the same head
 on the undilated trunk without stage 6 (the cost of the dilated stages).
 Target: end to end >= 90% of the bare step.
 
-    python bench/train_step.py [--configs cpu|paper|all|NAME,...] [--steps-scale 1]
+    python bench/train_step.py [--configs cpu|paper|all|NAME,...] [--steps-scale 1] [--repeats 3]
 
 Configs are named head-trunk-size; "cpu" (default) runs the CPU sizes (64x32
 or 128x64), "paper" the paper sizes (256x128 for TriNet-MobileNet, 224x224
@@ -19,6 +19,7 @@ for the MSML trunks; a few steps each: slow on CPU).
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 
@@ -104,11 +105,31 @@ def compiled_model(config, num_classes):
     return model
 
 
-def images_per_second(model, dataset, steps, batch):
-    model.fit(dataset, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)  # warm up
-    start = time.perf_counter()
-    model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
-    return steps * batch / (time.perf_counter() - start)
+class _StepTimes(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.times = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.times.append(time.perf_counter())
+
+
+def images_per_second(model, dataset, steps, batch, warmup=3):
+    """Training images/s over ``steps`` steps of one fit, after ``warmup`` steps of the same.
+
+    Timed between batch ends inside one ``model.fit`` (one iterator over the
+    stream, as a training run has): neither the fit's start nor the stream's
+    start-up (its sampler and prefetch buffers filling) is counted.
+    """
+    times = _StepTimes()
+    model.fit(
+        dataset,
+        steps_per_epoch=warmup + steps,
+        epochs=1,
+        verbose=0,
+        shuffle=False,
+        callbacks=[times],
+    )
+    return steps * batch / (times.times[-1] - times.times[warmup - 1])
 
 
 def selected(names):
@@ -130,6 +151,7 @@ def main():
     parser.add_argument("--p", type=int, default=18)
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--steps-scale", type=float, default=1.0, help="multiply the step counts")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds per config (median)")
     args = parser.parse_args()
     batch = args.p * args.k
     with tempfile.TemporaryDirectory() as tmp:
@@ -155,14 +177,20 @@ def main():
             rng = np.random.default_rng(0)
             images = rng.uniform(0, 255, (batch, *config["size"], 3)).astype("float32")
             pids = np.repeat(np.arange(args.p), args.k).astype("int32")
-            bare = tf.data.Dataset.from_tensors(targets(images, pids)).repeat()
-            bare_rate = images_per_second(model, bare, steps, batch)
-            rates = []
+            streams = [tf.data.Dataset.from_tensors(targets(images, pids)).repeat()]
             for cache in (False, True):
-                disk = pk_batches(
-                    table, args.p, args.k, image_size=config["size"], seed=0, cache=cache
-                ).map(targets)
-                rates.append(images_per_second(model, disk, steps, batch))
+                streams.append(
+                    pk_batches(
+                        table, args.p, args.k, image_size=config["size"], seed=0, cache=cache
+                    ).map(targets)
+                )
+            # Interleaved rounds, the median of each: this 2-core VM now and then
+            # runs a whole measurement at half speed, which one round would keep.
+            rounds = [
+                [images_per_second(model, stream, steps, batch) for stream in streams]
+                for _ in range(args.repeats)
+            ]
+            bare_rate, *rates = (statistics.median(column) for column in zip(*rounds, strict=True))
             print(
                 f"{name:30s} {bare_rate:11.1f} {rates[0]:11.1f} {rates[0] / bare_rate:6.2f} "
                 f"{rates[1]:17.1f} {rates[1] / bare_rate:6.2f}",
