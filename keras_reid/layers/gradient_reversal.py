@@ -16,9 +16,15 @@ class GradientReversal(keras.layers.Layer):
     predicts. From Ganin & Lempitsky, "Unsupervised Domain Adaptation by
     Backpropagation" (ICML 2015), where ``scale`` is their lambda.
 
+    The factor is a (non-trainable) variable of the layer, read at every
+    step, so it can change during training without retracing: assign it with
+    :meth:`set_scale` (e.g. from :class:`keras_reid.training.callbacks.ReversalRamp`,
+    Ganin's schedule). It is saved with the weights; ``scale`` in the config is
+    the initial value.
+
     Args:
-        scale: non-negative float, the factor lambda of the reversed gradient.
-            Defaults to 1.0.
+        scale: non-negative float, the initial factor lambda of the reversed
+            gradient. Defaults to 1.0.
         **kwargs: as for ``keras.layers.Layer`` (name, dtype, ...).
 
     Example:
@@ -29,9 +35,20 @@ class GradientReversal(keras.layers.Layer):
     def __init__(self, scale=1.0, **kwargs):
         super().__init__(**kwargs)
         self.scale = check_non_negative("scale", scale)
+        self.factor = self.add_weight(
+            shape=(),
+            initializer=keras.initializers.Constant(self.scale),
+            trainable=False,
+            dtype="float32",
+            name="scale",
+        )
+
+    def set_scale(self, value):
+        """Set the factor of the reversed gradient from now on (a non-negative float)."""
+        self.factor.assign(check_non_negative("scale", value))
 
     def call(self, inputs):
-        scale = self.scale
+        factor = self.factor
 
         @ops.custom_gradient
         def reverse(x):
@@ -40,7 +57,7 @@ class GradientReversal(keras.layers.Layer):
             def grad(*args, upstream=None):
                 if upstream is None:
                     (upstream,) = args
-                return ops.multiply(upstream, -scale)
+                return ops.multiply(upstream, -ops.cast(factor, upstream.dtype))
 
             return ops.copy(x), grad
 

@@ -58,3 +58,53 @@ def test_weights_before_the_layer_move_the_other_way_in_fit(tmp_path):
 def test_bad_scale():
     with pytest.raises(ValueError, match="Received: scale=-1"):
         GradientReversal(scale=-1)
+
+
+def test_the_factor_changes_between_calls_of_one_traced_function():
+    layer = GradientReversal(scale=1.0)
+    x = tf.Variable(np.ones((2, 3), "float32"))
+
+    @tf.function
+    def gradient():
+        with tf.GradientTape() as tape:
+            total = tf.reduce_sum(layer(x) * 2.0)
+        return tape.gradient(total, x)
+
+    np.testing.assert_allclose(gradient(), -2.0 * np.ones((2, 3)))
+    layer.set_scale(0.25)
+    np.testing.assert_allclose(gradient(), -0.5 * np.ones((2, 3)))  # not the traced 1.0
+    assert gradient.experimental_get_tracing_count() == 1
+    with pytest.raises(ValueError, match="Received: scale=-0.5"):
+        layer.set_scale(-0.5)
+
+
+class _Factors(keras.callbacks.Callback):
+    """Sets the reversal factor before each batch from a list (as a ramp would)."""
+
+    def __init__(self, factors):
+        super().__init__()
+        self.factors = factors
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.model.get_layer("reversal").set_scale(self.factors[batch])
+
+
+def test_a_factor_set_by_a_callback_mid_training_takes_effect(tmp_path):
+    x = np.array([[1.0, 2.0, 0.5], [0.3, -1.0, 2.0]], "float32")
+    y = np.array([[3.0], [-2.0]], "float32")
+    model = before_and_after_model(reverse=True)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    before = model.get_layer("before")
+    start = [w.copy() for w in before.get_weights()]
+    # Step 1 at factor 1 moves "before"; step 2 at factor 0 must leave it where step 1 left it.
+    steps = tf.data.Dataset.from_tensors((x, y)).repeat()
+    model.fit(steps, steps_per_epoch=1, epochs=1, verbose=0, callbacks=[_Factors([1.0])])
+    after_one = [w.copy() for w in before.get_weights()]
+    assert max(np.abs(a - b).max() for a, b in zip(after_one, start, strict=True)) > 1e-4
+    model.fit(steps, steps_per_epoch=1, epochs=1, verbose=0, callbacks=[_Factors([0.0])])
+    for got, want in zip(before.get_weights(), after_one, strict=True):
+        np.testing.assert_array_equal(got, want)
+    # The current factor is a weight: saved and restored with the model.
+    model.get_layer("reversal").set_scale(0.3)
+    reloaded = save_and_reload(model, tmp_path, x)
+    assert float(reloaded.get_layer("reversal").factor.numpy()) == pytest.approx(0.3)
