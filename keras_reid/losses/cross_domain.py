@@ -30,13 +30,24 @@ class CrossDomainTripletLoss(ReIDLoss):
       assumed to show people absent from the source set);
     - each labelled anchor ``a`` takes its hardest positive and hardest
       negative, ``[margin + max_p D(a, p) - min_n D(a, n)]+``, and the term is
-      the mean over labelled anchors (0 for an anchor without a positive);
+      the mean over labelled anchors (0 for an anchor without a positive), or
+      their sum with ``triplet_reduction="sum"``, as DIEN's eq. (2) writes it
+      (the sum weighs the triplet term against the domain term by the
+      number of source images in the batch);
     - a domain term ``lam * |mean source embedding - mean target embedding|``
       (Euclidean, on the normalised embeddings; 0 when the batch lacks either
       domain) pulls the two domains' feature distributions together.
 
     The cross-domain triplet loss of DIEN (its "CCCDTL" term), with the batch-hard
     mining of Hermans et al. (arXiv:1703.07737).
+
+    ``target_anchors=True`` (with ``lam=0``) is the "TL" baseline of DIEN's
+    Table I, the cross-domain triplet loss of Zhong et al. that DIEN corrects:
+    every target image is its own identity and an anchor too. A target
+    anchor has no other image of its identity, so its positive distance is 0
+    (the anchor itself), and its hinge ``[margin - min_n D(a, n)]+`` pushes
+    its nearest image away, even another image of the same unknown person.
+    The mean is then over all anchors, source and target.
 
     The loss is one number per batch (the domain term has no per-sample form,
     and target images are not anchors), so ``call`` returns it repeated once
@@ -46,6 +57,9 @@ class CrossDomainTripletLoss(ReIDLoss):
     Args:
         margin: non-negative float. Defaults to 0.3.
         lam: non-negative weight of the domain term. Defaults to 1.0.
+        triplet_reduction: "mean" (default) or "sum" over the anchors.
+        target_anchors: False (default: source anchors only, DIEN) or True
+            (every image an anchor, targets their own identities: the TL baseline).
         name, reduction, dtype: as for ``keras.losses.Loss``.
 
     Example:
@@ -56,6 +70,8 @@ class CrossDomainTripletLoss(ReIDLoss):
         self,
         margin=0.3,
         lam=1.0,
+        triplet_reduction="mean",
+        target_anchors=False,
         name="cross_domain_triplet_loss",
         reduction="sum_over_batch_size",
         dtype=None,
@@ -63,6 +79,18 @@ class CrossDomainTripletLoss(ReIDLoss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.margin = check_non_negative("margin", margin)
         self.lam = check_non_negative("lam", lam)
+        if triplet_reduction not in ("mean", "sum"):
+            raise ValueError(
+                "`triplet_reduction` must be 'mean' or 'sum'. "
+                f"Received: triplet_reduction={triplet_reduction!r}"
+            )
+        if not isinstance(target_anchors, bool):
+            raise ValueError(
+                "`target_anchors` must be True or False. "
+                f"Received: target_anchors={target_anchors!r}"
+            )
+        self.triplet_reduction = triplet_reduction
+        self.target_anchors = target_anchors
 
     def call(self, y_true, y_pred):
         pids = flatten_pids(y_true)
@@ -71,22 +99,33 @@ class CrossDomainTripletLoss(ReIDLoss):
         dtype = distances.dtype
 
         labelled = ops.greater_equal(pids, 0)
-        same = ops.equal(pids[:, None], pids[None, :])
-        anchor = labelled[:, None]
+        source = ops.cast(labelled, dtype)
+        target = 1.0 - source
+        if self.target_anchors:
+            # Each target image its own identity (-1 - its row: no two alike), all anchors.
+            identities = ops.where(labelled, pids, -1 - ops.arange(ops.shape(pids)[0]))
+            anchor = ops.ones_like(labelled)[:, None]
+        else:
+            identities, anchor = pids, labelled[:, None]
+        same = ops.equal(identities[:, None], identities[None, :])
         positive = ops.logical_and(
             ops.logical_and(anchor, same), ops.logical_not(self_pair_mask(pids))
         )
         negative = ops.logical_and(anchor, ops.logical_not(same))
         hinges = ops.relu(
             self.margin
-            + masked_max(distances, positive, axis=1)
+            + masked_max(distances, positive, axis=1)  # 0 without a positive
             - masked_min(distances, negative, axis=1)
         )
-        has_triplet = ops.logical_and(ops.any(positive, axis=1), ops.any(negative, axis=1))
+        has_positive = ops.any(positive, axis=1)
+        if self.target_anchors:  # a target anchor's positive is itself, at distance 0
+            has_positive = ops.logical_or(has_positive, ops.logical_not(labelled))
+        has_triplet = ops.logical_and(has_positive, ops.any(negative, axis=1))
         hinges = ops.where(has_triplet, hinges, ops.zeros_like(hinges))
-        source = ops.cast(labelled, dtype)
-        target = 1.0 - source
-        triplet_term = ops.sum(hinges) / ops.maximum(ops.sum(source), 1.0)
+        anchors = ops.cast(ops.shape(pids)[0], dtype) if self.target_anchors else ops.sum(source)
+        triplet_term = ops.sum(hinges)
+        if self.triplet_reduction == "mean":
+            triplet_term = triplet_term / ops.maximum(anchors, 1.0)
 
         source_mean = ops.sum(embeddings * source[:, None], axis=0) / ops.maximum(
             ops.sum(source), 1.0
@@ -101,4 +140,10 @@ class CrossDomainTripletLoss(ReIDLoss):
         return (triplet_term + self.lam * domain_term) * ops.ones_like(source)
 
     def get_config(self):
-        return {**super().get_config(), "margin": self.margin, "lam": self.lam}
+        return {
+            **super().get_config(),
+            "margin": self.margin,
+            "lam": self.lam,
+            "triplet_reduction": self.triplet_reduction,
+            "target_anchors": self.target_anchors,
+        }
