@@ -292,7 +292,7 @@ def build_parser():
         description="Train RECIPE (embedding, embae, msml, sal) from a config; section.key=value "
         "arguments override the config. The run folder records the resolved config.",
     )
-    p.add_argument("recipe", help="embedding, embae, msml or sal")
+    p.add_argument("recipe", help="embedding, embae, msml, sal or dien")
     p.add_argument("--config", required=True, help="a YAML config (train_scripts/configs/)")
     p.add_argument("--out", required=True, help="run folder (refused if not empty)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")

@@ -70,8 +70,27 @@ SAL_CLAIMS = (
     ("Soft+Quad", "Quad"),
     ("Soft+Quad", "Soft+Triplet"),
 )
+# DIEN's Table I rows in dien_labels' names, and its claims (Sec. IV-B):
+# CCCDTL beats TL beats Base, DC helps, CCCDTL and DC add up, RTDA helps.
+DIEN_ORDER = (
+    "Base",
+    "+TL",
+    "+CCCDTL",
+    "+DC",
+    "+CCCDTL+DC",
+    *(f"+CCCDTL+DC+RTDA(T={t})" for t in range(1, 6)),
+)
+DIEN_CLAIMS = (
+    ("+TL", "Base"),
+    ("+CCCDTL", "+TL"),
+    ("+DC", "Base"),
+    ("+CCCDTL+DC", "+CCCDTL"),
+    ("+CCCDTL+DC", "+DC"),
+    ("+CCCDTL+DC+RTDA(T=3)", "+CCCDTL+DC"),
+)
+DIEN_SCORES = ("rank1", "rank5", "rank10", "mAP")
 SCORES_FILE = "scores.csv"
-TABLE_SCORES = {"mAP": "mAP", "rank1": "r=1"}
+TABLE_SCORES = {"mAP": "mAP", "rank1": "r=1", "rank5": "r=5", "rank10": "r=10"}
 
 
 def _read_config(run):
@@ -148,6 +167,39 @@ def sal_labels(config):
     trunk = run_labels({"model": model})[0]
     seed = int((finals[-1].get("train") or {}).get("seed", 0))
     return trunk, "+".join(name for name, present in parts if present), seed
+
+
+def dien_labels(config):
+    """``(trunk, setting, seed)`` of a DIEN run, the setting as DIEN's Table I names its row.
+
+    Base (identity classifier only), then what the run adds: +TL (the
+    cross-domain triplet loss with target anchors, Zhong et al.'s), +CCCDTL
+    (source anchors and the centering term), +DC (a domain loss), +RTDA(T=n)
+    (``model.attention_loops``). The trunk names the source too, e.g.
+    ``"mobilenet-0.25 128x64 from synth-a"``.
+    """
+    model = config.get("model") or {}
+    data = config.get("data") or {}
+    parts = []
+    for spec in (config.get("losses") or {}).values():
+        if spec.get("name") == "cross_domain":
+            parts.append("+TL" if spec.get("target_anchors") else "+CCCDTL")
+    names = {spec.get("name") for spec in (config.get("losses") or {}).values()}
+    if "domain" in names:
+        parts.append("+DC")
+    if model.get("attention_loops"):
+        parts.append(f"+RTDA(T={model['attention_loops']})")
+    train = data.get("train") or []
+    train = [train] if isinstance(train, (str, dict)) else train
+    # The source names the transfer: Base trains without a target.
+    trunk = run_labels({"model": model})[0] + " from " + "+".join(map(_data_name, train))
+    seed = int((config.get("train") or {}).get("seed", 0))
+    return trunk, "".join(parts) or "Base", seed
+
+
+def _data_name(spec):
+    """A dataset spec's name: ``"market1501:/data/m"`` -> ``market1501``."""
+    return str(spec.get("name", "?")) if isinstance(spec, dict) else str(spec).split(":")[0]
 
 
 def _spec_key(spec):
@@ -360,23 +412,32 @@ def differences_table(frame, pairs, scores=("rank1", "mAP"), confidence=0.95):
     return "\n".join(lines) + "\n"
 
 
-def comparison_report(frame, order=METHOD_ORDER, claims=MSML_ORDERINGS):
+def comparison_report(frame, order=METHOD_ORDER, claims=MSML_ORDERINGS, scores=("mAP", "rank1")):
     """The table of :func:`method_table` and the claims of :func:`differences_table`, as text."""
     return (
         'Mean ± std over seeds; "mean" averages the datasets per run.\n\n'
-        + method_table(frame, order=order)
+        + method_table(frame, scores=scores, order=order)
         + "\nThe paper's claims, paired by seed (a − b, the datasets' mean):\n\n"
         + differences_table(frame, claims)
     )
 
 
-def table_script(argv, prog, doc, labels=run_labels, order=METHOD_ORDER, claims=MSML_ORDERINGS):
+def table_script(
+    argv,
+    prog,
+    doc,
+    labels=run_labels,
+    order=METHOD_ORDER,
+    claims=MSML_ORDERINGS,
+    scores=("mAP", "rank1"),
+):
     """The ``main`` of the evaluation/ table scripts: runs in, the comparison out.
 
     Arguments: RUN... --data SPEC... [--tta flip] [--rerank] [--both] [--out FILE]
     [--csv FILE]. A ``--data`` spec is ``name[:root]`` or a YAML mapping such
     as ``{name: synth-b, ids: 600}``. ``--both`` prints the table without and
-    with re-ranking. Returns the exit code (2 with a one-line error).
+    with re-ranking. ``scores`` are the table's columns per dataset. Returns
+    the exit code (2 with a one-line error).
     """
     import argparse
     import sys
@@ -415,7 +476,8 @@ def table_script(argv, prog, doc, labels=run_labels, order=METHOD_ORDER, claims=
             )
             title = "With k-reciprocal re-ranking" if rerank else "Without re-ranking"
             texts.append(
-                (f"## {title}\n\n" if args.both else "") + comparison_report(frame, order, claims)
+                (f"## {title}\n\n" if args.both else "")
+                + comparison_report(frame, order, claims, scores)
             )
             frames.append(frame)
         text = "\n".join(texts)

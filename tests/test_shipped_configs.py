@@ -14,7 +14,7 @@ import pytest
 
 from keras_reid.config import check_sections, load_config
 from keras_reid.data.dataset import DATASETS, parse_spec
-from keras_reid.data.pipeline import mixed_batches, pk_batches
+from keras_reid.data.pipeline import cross_domain_batches, mixed_batches, pk_batches
 from keras_reid.losses import get_loss
 from keras_reid.models import MODELS
 from keras_reid.training.embedding import embedding_config
@@ -25,11 +25,24 @@ from keras_reid.training.schedules import build_schedule
 from keras_reid.training.stages import stage_configs
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "train_scripts", "configs")
+# The common sections of a family (its base, a transfer's data), not runs: no losses.
+COMMON = {
+    "msml_base.yaml",
+    "msml_synth_base.yaml",
+    "sal_base.yaml",
+    "sal_synth_base.yaml",
+    "dien_base.yaml",
+    "dien_synth_base.yaml",
+    "dien_duke_market.yaml",
+    "dien_market_duke.yaml",
+    "dien_synth_ab.yaml",
+    "dien_synth_ba.yaml",
+}
 SHARED_PATH = sorted(
     path
-    for prefix in ("embedding", "msml", "sal")
+    for prefix in ("embedding", "msml", "sal", "dien")
     for path in glob.glob(os.path.join(CONFIGS, f"{prefix}_*.yaml"))
-    if not path.endswith("_base.yaml")  # the common sections of a family, not a run
+    if os.path.basename(path) not in COMMON
 )
 
 
@@ -39,14 +52,18 @@ def keywords(fn):
 
 def check_stage(config):
     check_sections(config, SECTIONS)
-    for spec in config["data"]["train"] + [config["data"].get("val")] * ("val" in config["data"]):
+    data = config["data"]
+    specs = data["train"] + [data[key] for key in ("val", "target") if data.get(key)]
+    for spec in specs:
         name = spec["name"] if isinstance(spec, dict) else parse_spec(spec)[0]
         assert name in DATASETS.names(), name
     model = dict(config["model"])
     assert set(model) - {"name"} <= keywords(MODELS.get(model["name"])) - {"num_classes"}
     batches = dict(config.get("batches") or {})
     assert set(batches) - {"kind"} <= keywords(
-        {"pk": pk_batches, "mixed": mixed_batches}[batches.get("kind", "pk")]
+        {"pk": pk_batches, "mixed": mixed_batches, "cross_domain": cross_domain_batches}[
+            batches.get("kind", "pk")
+        ]
     ), batches
     assert batches.get("kind", "pk") in BATCH_KINDS
     for spec in config["losses"].values():
@@ -73,3 +90,14 @@ def test_a_shipped_config_names_valid_things(path, monkeypatch):
 def test_the_shared_path_configs_are_all_found():
     names = {os.path.basename(p) for p in SHARED_PATH}
     assert {"msml_synth_msml.yaml", "sal_market_8_full.yaml", "embedding_synth.yaml"} <= names
+    rows = ("base", "tl", "cccdtl", "dc", "cccdtl_dc", *(f"rtda_t{t}" for t in range(1, 6)))
+    for transfer in ("duke_market", "market_duke"):
+        assert {f"dien_{transfer}_{row}.yaml" for row in rows} <= names
+    for transfer in ("ab", "ba"):
+        assert {f"dien_synth_{transfer}_{row}.yaml" for row in rows[:5] + ("rtda_t3",)} <= names
+
+
+def test_the_common_sections_are_not_runs():
+    # Left out of the check above because they train nothing: they must have no losses.
+    for name in COMMON:
+        assert "losses" not in load_config(os.path.join(CONFIGS, name)), name

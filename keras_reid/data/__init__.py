@@ -27,6 +27,7 @@ from keras_reid.data.dataset import (
 )
 from keras_reid.data.labels import ClassMap
 from keras_reid.data.pipeline import (
+    cross_domain_batches,
     find_unreadable,
     inference_batches,
     load_image,
@@ -41,6 +42,7 @@ __all__ = [
     "Augment",
     "ClassMap",
     "contact_sheet",
+    "cross_domain_batches",
     "find_unreadable",
     "inference_batches",
     "load_image",

@@ -12,6 +12,8 @@ Every pipeline yields float32 RGB images in the raw 0-255 range, resized to
   indices (MSML's training on four merged datasets).
 - :func:`unlabeled_batches`: infinite shuffled batches of a target-domain table
   whose labels are all -1 (DIEN / EmbAE).
+- :func:`cross_domain_batches`: both at once for DIEN, each replica's slice of
+  the batch holding its share of a source P×K group and of the target images.
 - :func:`inference_batches`: every row once, in order, for embedding.
 
 Randomness: the training pipelines are TensorFlow ops end to end (no Python
@@ -773,6 +775,188 @@ def unlabeled_batches(
     # Only index batches are skipped: no image is read for them.
     indices = indices.skip(start_step)
     return _batches(rows, indices, image_size, resolve_augment(augment), with_meta, cache)
+
+
+def cross_domain_batches(
+    tables,
+    target,
+    p=18,
+    k=4,
+    target_size=None,
+    image_size=(256, 128),
+    augment=True,
+    seed=None,
+    with_meta=False,
+    num_replicas=1,
+    cache=False,
+    start_step=0,
+    class_map=None,
+):
+    """Infinite batches of a labelled source P×K group plus unlabelled target images.
+
+    For unsupervised domain adaptation (DIEN): every batch holds P source
+    identities × K images, drawn exactly as :func:`pk_batches` draws them, and
+    ``target_size`` images of the target domain, drawn as
+    :func:`unlabeled_batches` draws them (every target image once per pass, in
+    a new order each pass). The target's pids are ignored: its rows are
+    labelled -1, whatever its table holds.
+
+    Layout: the global batch is ``num_replicas`` equal slices, one per replica
+    (``tf.distribute.MirroredStrategy`` splits a batch along axis 0 into
+    contiguous slices), and slice ``r`` is replica ``r``'s share of the source
+    group (P/num_replicas whole identities, K consecutive rows each) followed by
+    its ``target_size / num_replicas`` target rows. Every replica thus sees both
+    domains, as a loss mixing them (:class:`~keras_reid.losses.CrossDomainTripletLoss`)
+    needs. With one replica: the P·K source rows, then the target rows.
+
+    Randomness: the source rows are those of ``pk_batches(tables, p, k, ...,
+    seed=seed, num_replicas=num_replicas, class_map=class_map)``, pixel for
+    pixel; the target stream has its own seed derived from ``seed``, so the two
+    are independent. Batch ``n`` depends on ``(seed, n)`` alone, and
+    ``start_step`` behaves as in :func:`pk_batches`.
+
+    Args:
+        tables: the labelled source table(s), as :func:`pk_batches` takes them.
+        target: the unlabelled target-domain table (columns path, pid, camid;
+            pids ignored), a list of them, or a dict name -> table.
+        p: source identities per batch. Default 18.
+        k: images per source identity. Default 4.
+        target_size: target images per batch, a multiple of ``num_replicas``.
+            Default None: P·K, as many as the source rows.
+        image_size: ``(height, width)``. Default ``(256, 128)``.
+        augment: as in :func:`pk_batches`, for both domains. Default True.
+        seed: an int for repeatable batches; None draws one. Default None.
+        with_meta: labels as a dict ``{"pid", "camid", "dataset", "domain"}`` of
+            int32 ``[P·K + target_size]``, plus ``"label"`` with a
+            ``class_map``. ``domain`` is 0 for source rows, 1 for target rows;
+            target rows have pid and label -1 and ``dataset`` numbered after
+            the sources (``len(tables)`` for the first target table). Default False.
+        num_replicas: replicas the batch is split across; P and
+            ``target_size`` must be multiples. Default 1.
+        cache: keep the decoded images of the sources and of the target in
+            memory, as in :func:`pk_batches`. Default False.
+        start_step: the index of the first batch, as in :func:`pk_batches`. Default 0.
+        class_map: a :class:`~keras_reid.data.labels.ClassMap` of the source
+            identities: source labels are then class indices. Default None (pids).
+
+    Returns:
+        a ``tf.data.Dataset`` of ``(images, labels)``: images float32
+        ``[P·K + target_size, H, W, 3]`` raw 0-255 RGB; labels int32 (source
+        pids or class indices, -1 for target rows) or the dict above.
+
+    Raises:
+        ReIDError: for no target or an empty one, a target table with the same
+            images as a source table, a bad ``target_size``, P not a multiple
+            of ``num_replicas``, or anything :func:`pk_batches` refuses.
+
+    Example:
+        >>> batches = cross_domain_batches(market.train, duke.train, p=16, k=4, seed=0)
+        >>> images, labels = next(iter(batches))  # [128, 256, 128, 3]; labels[64:] == -1
+        >>> model.compile(loss={"embedding": CrossDomainTripletLoss(0.3, lam=1.0)}, ...)
+    """
+    image_size = _check_pk_arguments(p, k, num_replicas, start_step, image_size)
+    if target_size is None:
+        target_size = p * k
+    _positive(target_size=target_size)
+    if target_size % num_replicas:
+        raise ReIDError(
+            f"target_size={target_size} target images per batch cannot be split evenly across "
+            f"{num_replicas} replicas; use a target_size that is a multiple of {num_replicas}."
+        )
+    targets = _target_tables(target)
+    sources = named_tables(tables)
+    for target_name, target_table in targets:
+        target_paths = set(target_table["path"].astype(str))
+        for source_name, source_table in sources:
+            if target_paths == set(source_table["path"].astype(str)):
+                raise ReIDError(
+                    f"target {target_name} is also a source ({source_name}): the same "
+                    f"{len(target_paths)} images; give data.target the unlabelled dataset of "
+                    "the target domain, not a training source."
+                )
+    seed = int(np.random.default_rng().integers(2**62)) if seed is None else int(seed)
+    # The source keeps ``seed`` (its batches are pk_batches'); the target's
+    # seed is a hash of it, so the two streams draw independently.
+    target_seed = int(np.random.SeedSequence([seed % 2**64, 1]).generate_state(1, np.uint64)[0])
+    source = pk_batches(
+        tables,
+        p,
+        k,
+        image_size,
+        augment,
+        seed=seed,
+        with_meta=with_meta,
+        num_replicas=num_replicas,
+        cache=cache,
+        start_step=start_step,
+        class_map=class_map,
+    )
+    unlabelled = unlabeled_batches(
+        target,
+        target_size,
+        image_size,
+        augment,
+        seed=target_seed >> 2,  # an int64
+        with_meta=with_meta,
+        cache=cache,
+        start_step=start_step,
+    )
+    if with_meta:
+        source = source.map(lambda images, meta: (images, _with_domain(meta, 0)))
+        unlabelled = unlabelled.map(
+            lambda images, meta: (
+                images,
+                _with_domain(
+                    {**meta, "dataset": meta["dataset"] + len(sources)},
+                    1,
+                    -1 if class_map is not None else None,
+                ),
+            )
+        )
+    batch_size = p * k + target_size
+
+    def interleave(source_part, target_part):
+        # [replica 0: source, target, replica 1: source, target, ...]
+        source_part = tf.reshape(source_part, [num_replicas, -1, *source_part.shape[1:]])
+        target_part = tf.reshape(target_part, [num_replicas, -1, *target_part.shape[1:]])
+        both = tf.concat([source_part, target_part], axis=1)
+        return tf.reshape(both, [batch_size, *both.shape[2:]])
+
+    return (
+        tf.data.Dataset.zip(source, unlabelled)
+        .map(
+            lambda source_batch, target_batch: tf.nest.map_structure(
+                interleave, source_batch, target_batch
+            ),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=True,
+        )
+        .prefetch(AUTOTUNE)
+    )
+
+
+def _with_domain(meta, domain, label=None):
+    """``meta`` plus a ``domain`` column (and a constant ``label`` when given)."""
+    column = tf.fill(tf.shape(meta["pid"]), tf.constant(domain, tf.int32))
+    meta = {**meta, "domain": column}
+    if label is not None:
+        meta["label"] = tf.fill(tf.shape(meta["pid"]), tf.constant(label, tf.int32))
+    return meta
+
+
+def _target_tables(target):
+    """``named_tables(target)``; a missing or empty target is a ReIDError saying what to give."""
+    fix = (
+        "give data.target, the unlabelled target-domain dataset (a spec such as "
+        "dukemtmc:/data/duke)."
+    )
+    if target is None or (isinstance(target, (list, tuple, dict)) and not target):
+        raise ReIDError(f"cross_domain batches need a target: {fix}")
+    named = named_tables(target, allow_empty=True)
+    for name, table in named:
+        if table.empty:
+            raise ReIDError(f"cross_domain batches need a target, and {name} has no images: {fix}")
+    return named
 
 
 def steps_per_epoch(tables, p=18, k=4):

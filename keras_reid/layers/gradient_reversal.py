@@ -68,3 +68,12 @@ class GradientReversal(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "scale": self.scale}
+
+
+def reversal_layers(model):
+    """Every :class:`GradientReversal` layer of ``model``, nested models included."""
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, GradientReversal)
+    ]

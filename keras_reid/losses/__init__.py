@@ -15,7 +15,7 @@ from keras_reid.losses.batch_stats import (
     MeanPositiveDistance,
 )
 from keras_reid.losses.classification import SoftmaxCrossEntropy
-from keras_reid.losses.cross_domain import CrossDomainTripletLoss
+from keras_reid.losses.cross_domain import CrossDomainTripletLoss, DomainCrossEntropy
 from keras_reid.losses.distance import pairwise_distances
 from keras_reid.losses.msml import MarginSampleMiningLoss
 from keras_reid.losses.quadruplet import QuadrupletLoss
@@ -29,6 +29,7 @@ LOSSES.register("triplet")(TripletLoss)
 LOSSES.register("msml")(MarginSampleMiningLoss)
 LOSSES.register("quadruplet")(QuadrupletLoss)
 LOSSES.register("cross_domain")(CrossDomainTripletLoss)
+LOSSES.register("domain")(DomainCrossEntropy)
 LOSSES.register("softmax")(SoftmaxCrossEntropy)
 LOSSES.register("sac")(SelfAttentionConstraint)
 
@@ -57,6 +58,7 @@ __all__ = [
     "ActiveTripletFraction",
     "BatchHardTripletLoss",
     "CrossDomainTripletLoss",
+    "DomainCrossEntropy",
     "MarginSampleMiningLoss",
     "MeanNegativeDistance",
     "MeanPositiveDistance",

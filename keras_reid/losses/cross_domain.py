@@ -147,3 +147,48 @@ class CrossDomainTripletLoss(ReIDLoss):
             "triplet_reduction": self.triplet_reduction,
             "target_anchors": self.target_anchors,
         }
+
+
+@keras.saving.register_keras_serializable(package="keras_reid")
+class DomainCrossEntropy(ReIDLoss):
+    """Binary cross-entropy of a domain classifier: target images 1, source images 0.
+
+    DIEN's L_DC (eq. 3), averaged over the whole batch. The domain of a row is
+    read from the batch's labels, as every loss gets them: a label >= 0 is a
+    labelled source image (domain 0), -1 an unlabelled target image (domain
+    1), the contract of :func:`keras_reid.data.cross_domain_batches`.
+    ``y_pred`` is the classifier's one logit per image, ``(B, 1)`` or ``(B,)``
+    (``from_logits=False``: a probability).
+
+    Put a :class:`keras_reid.layers.GradientReversal` between the features and
+    the classifier: the classifier then learns to tell the domains apart while
+    the features learn to make that impossible (without it they would become
+    more domain-specific; the recipe refuses such a model).
+
+    Args:
+        from_logits: whether ``y_pred`` is a logit (default) or a probability.
+        name, reduction, dtype: as for ``keras.losses.Loss``.
+
+    Example:
+        >>> DomainCrossEntropy()([3, 5, -1], [[0.0], [0.0], [0.0]])  # ln 2
+    """
+
+    def __init__(
+        self,
+        from_logits=True,
+        name="domain_cross_entropy",
+        reduction="sum_over_batch_size",
+        dtype=None,
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.from_logits = bool(from_logits)
+
+    def call(self, y_true, y_pred):
+        target = ops.cast(ops.less(flatten_pids(y_true), 0), y_pred.dtype)
+        values = ops.reshape(y_pred, (-1,))
+        return keras.losses.binary_crossentropy(
+            target[:, None], values[:, None], from_logits=self.from_logits
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "from_logits": self.from_logits}

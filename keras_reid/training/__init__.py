@@ -32,6 +32,8 @@ RECIPES.register("embae")(train_embae)
 # SAL's two stages are two runs of it (a config without stages is one).
 RECIPES.register("msml")(train)
 RECIPES.register("sal")(train_stages)
+# DIEN: one run of the shared path on cross-domain batches.
+RECIPES.register("dien")(train)
 
 __all__ = [
     "OPTIMIZERS",

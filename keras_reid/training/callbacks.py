@@ -4,7 +4,7 @@ import math
 
 import keras
 
-from keras_reid.layers.gradient_reversal import GradientReversal
+from keras_reid.layers.gradient_reversal import reversal_layers
 
 
 def ganin_ramp(progress, gamma=10.0):
@@ -47,11 +47,7 @@ class ReversalRamp(keras.callbacks.Callback):
         self.max_scale, self.gamma, self.total_steps = float(max_scale), float(gamma), total_steps
 
     def on_train_begin(self, logs=None):
-        self.layers = [
-            layer
-            for layer in self.model._flatten_layers(include_self=False, recursive=True)
-            if isinstance(layer, GradientReversal)
-        ]
+        self.layers = reversal_layers(self.model)
         if not self.layers:
             raise ValueError(
                 f"ReversalRamp: model {self.model.name!r} has no GradientReversal layer to ramp; "

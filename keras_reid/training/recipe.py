@@ -7,13 +7,15 @@ runs the fit with the crash-safe run state of :mod:`keras_reid.training.state`.
 Config sections (each maps onto one library function's arguments):
 
 =========  ====================================================================
-data       :func:`load_training_data` (``train``: dataset specs, ``val``: one spec)
+data       :func:`load_training_data` (``train``: dataset specs, ``val``: one spec,
+           ``target``: the unlabelled target domain of ``cross_domain`` batches)
 model      :func:`keras_reid.models.build_model` (``name`` + the builder's
            arguments; ``num_classes`` is filled in from the data when a loss
            trains the ``logits`` output)
-batches    ``kind: pk`` (one dataset per batch) or ``mixed`` (P identities from
-           the union of the train datasets), + the pipeline's arguments (p, k,
-           augment, cache)
+batches    ``kind: pk`` (one dataset per batch), ``mixed`` (P identities from
+           the union of the train datasets) or ``cross_domain`` (a source P×K
+           group and ``target_size`` images of ``data.target`` per batch), + the
+           pipeline's arguments (p, k, augment, cache)
 losses     ``{output: {name, weight, <loss arguments>}}``: compiled as a loss
            dict with loss weights (:func:`keras_reid.losses.get_loss`)
 optimizer  :func:`keras_reid.training.optimizers.build_optimizer` (``name``,
@@ -50,11 +52,18 @@ from keras_reid.config import (
 )
 from keras_reid.data import load_dataset, parse_spec
 from keras_reid.data.labels import ClassMap
-from keras_reid.data.pipeline import mixed_batches, pk_batches, steps_per_epoch
+from keras_reid.data.pipeline import (
+    cross_domain_batches,
+    mixed_batches,
+    pk_batches,
+    steps_per_epoch,
+)
 from keras_reid.errors import ReIDError
 from keras_reid.inference import model_image_size
+from keras_reid.layers.gradient_reversal import reversal_layers
 from keras_reid.losses import (
     ActiveTripletFraction,
+    DomainCrossEntropy,
     MeanNegativeDistance,
     MeanPositiveDistance,
     get_loss,
@@ -75,7 +84,7 @@ from keras_reid.training.schedules import build_schedule
 logger = logging.getLogger("keras_reid.training")
 
 SECTIONS = ("data", "model", "batches", "losses", "optimizer", "schedule", "train")
-BATCH_KINDS = {"pk": pk_batches, "mixed": mixed_batches}
+BATCH_KINDS = {"pk": pk_batches, "mixed": mixed_batches, "cross_domain": cross_domain_batches}
 # Outputs that serve inference or inspection (the embedding, SAL's attention
 # maps): they may go without a loss. Every other output (logits, domain)
 # exists only to be trained.
@@ -84,10 +93,11 @@ INFERENCE_OUTPUTS = ("embedding", "attention")
 
 @dataclass
 class TrainingData:
-    """Labelled source datasets and an optional validation dataset."""
+    """Labelled source datasets, an optional validation dataset and an unlabelled target."""
 
     sources: list
     validation: object = None
+    target: object = None
 
     @property
     def tables(self):
@@ -114,17 +124,38 @@ def load_spec(spec):
     return load_dataset(name, root, **options)
 
 
-def load_training_data(train, val=None):
-    """The ``data`` section: ``train`` is a list of dataset specs, ``val`` one spec or null.
+def load_training_data(train, val=None, target=None):
+    """The ``data`` section: ``train`` a list of dataset specs, ``val`` and ``target`` one each.
 
     A spec is ``"name[:root]"`` (``$VARS`` and ``~`` expanded in root) or a
-    mapping ``{name, root, <parser options>}``.
+    mapping ``{name, root, <parser options>}``. ``target`` is the unlabelled
+    target domain of ``cross_domain`` batches (DIEN): only its train images are
+    used, and its person ids, if the dataset has them, are ignored (logged).
     """
     if isinstance(train, (str, dict)):
         train = [train]
     if not train:
         raise ReIDError("data.train is empty; give at least one dataset, e.g. synth-a.")
-    return TrainingData([load_spec(spec) for spec in train], load_spec(val) if val else None)
+    if target is not None and not isinstance(target, (str, dict)):
+        raise ReIDError(
+            f"data.target must be one dataset spec (e.g. synth-b), not {target!r}: DIEN adapts "
+            "to one target domain."
+        )
+    data = TrainingData(
+        [load_spec(spec) for spec in train],
+        load_spec(val) if val else None,
+        load_spec(target) if target else None,
+    )
+    if data.target is not None:
+        labelled = int((data.target.train["pid"] >= 0).sum())
+        if labelled:
+            logger.info(
+                "data.target %s: the person ids of its %d labelled train images are ignored "
+                "(the target domain is trained without labels).",
+                data.target.name,
+                labelled,
+            )
+    return data
 
 
 def triplet_metrics(margin="soft"):
@@ -206,6 +237,34 @@ def build_run_model(config, class_map, trains_logits):
     return call_section(MODELS.get(name), {"model": options}, "model")
 
 
+def check_domains(kind, data):
+    """The extra batch arguments of ``kind`` (the target's table), refusing a mismatched target."""
+    if kind == "cross_domain":
+        if data.target is None:
+            raise ReIDError(
+                "config: batches.kind cross_domain needs an unlabelled target domain; give "
+                "data.target (e.g. target: synth-b), or use batches.kind pk."
+            )
+        return {"target": {data.target.name: data.target.train}}
+    if data.target is not None:
+        raise ReIDError(
+            f"config: data.target {data.target.name} would be unused with batches.kind {kind}; "
+            "set batches.kind: cross_domain to train on it, or remove data.target."
+        )
+    return {}
+
+
+def check_reversal(model, losses):
+    """Refuse a domain-classification loss on a model without a gradient reversal layer."""
+    trained = [output for output, loss in losses.items() if isinstance(loss, DomainCrossEntropy)]
+    if trained and not reversal_layers(model):
+        raise ReIDError(
+            f"config: losses.{trained[0]} trains a domain classifier, but model {model.name!r} "
+            "has no GradientReversal layer: the features would learn to tell the domains apart; "
+            "build the model with one (dien: domain_classifier: true)."
+        )
+
+
 @dataclass
 class Prepared:
     """What a config builds: the compiled model, the class map and the batch stream."""
@@ -226,12 +285,14 @@ def prepare(config, data, options, strategy):
         raise ReIDError(
             f"config: batches.kind must be one of {', '.join(BATCH_KINDS)}. Received: {kind!r}"
         )
+    extra = check_domains(kind, data)
     steps = steps_per_epoch(data.tables, batches.get("p", 18), batches.get("k", 4))
     with strategy.scope():
         model = build_run_model(config, class_map, "logits" in losses_section)
         if options.init_from is not None:
             start_from(model, options.init_from)
         losses, weights, metrics = build_losses(config, list(model.output_names))
+        check_reversal(model, losses)
         name, args = _named(section_options(config, "schedule"), "schedule", "piecewise")
         schedule = _calling("schedule", args, build_schedule, name, steps, **args)
         name, args = _named(section_options(config, "optimizer"), "optimizer", "adam")
@@ -255,6 +316,7 @@ def prepare(config, data, options, strategy):
             num_replicas=strategy.num_replicas_in_sync,
             start_step=start_step,
             class_map=class_map,
+            **extra,
         )
         return dataset.map(lambda images, labels: (images, {o: labels for o in outputs}))
 

@@ -15,6 +15,7 @@ import keras
 import tensorflow as tf
 
 from keras_reid.errors import ReIDError
+from keras_reid.training.callbacks import ReversalRamp
 from keras_reid.training.state import Checkpoint, RunState, StopOnNaN, save_model
 
 __all__ = [
@@ -55,6 +56,10 @@ class TrainOptions:
         init_from: None, or a ``.keras`` model whose weights a fresh run starts
             from (a multi-stage recipe's previous stage, or any run of the same
             architecture); its optimizer state is not taken. See :func:`start_from`.
+        reversal_ramp: None (default: gradient reversal layers keep their
+            factor, DIEN's constant), or ``{max_scale, gamma}`` (both optional):
+            :class:`~keras_reid.training.callbacks.ReversalRamp` sets the factor
+            on Ganin's schedule over the whole run.
     """
 
     epochs: int = 400
@@ -66,6 +71,7 @@ class TrainOptions:
     validate_every: int = 0
     verbose: int = 1
     init_from: str | None = None
+    reversal_ramp: dict | None = None
 
     def __post_init__(self):
         for name, minimum in (("epochs", 0), ("checkpoint_every", 1), ("validate_every", 0)):
@@ -78,6 +84,19 @@ class TrainOptions:
             )
         if self.verbose not in (0, 1, 2):
             raise ReIDError(f"train.verbose must be 0, 1 or 2, got {self.verbose}.")
+        ramp = self.reversal_ramp
+        if ramp is not None and (
+            not isinstance(ramp, dict)
+            or set(ramp) - {"max_scale", "gamma"}
+            or any(
+                isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0
+                for v in ramp.values()
+            )
+        ):
+            raise ReIDError(
+                "train.reversal_ramp must be null or {max_scale: >= 0, gamma: >= 0}, e.g. "
+                f"{{max_scale: 1.0, gamma: 10}}. Received: {ramp!r}"
+            )
         if self.distribute not in (None, "mirrored"):
             raise ReIDError(
                 f"train.distribute must be null or 'mirrored', got {self.distribute!r}."
@@ -182,8 +201,12 @@ def standard_callbacks(out, options, steps_per_epoch, validation=None):
     checkpoints = os.path.join(out, "checkpoints")
     os.makedirs(checkpoints, exist_ok=True)
     state = RunState(out, steps_per_epoch, every_steps=options.backup_steps)
+    ramp = []
+    if options.reversal_ramp is not None:
+        ramp = [ReversalRamp(**options.reversal_ramp, total_steps=options.epochs * steps_per_epoch)]
     callbacks = [
         StopOnNaN(checkpoints),
+        *ramp,
         *([validation] if validation is not None else []),
         Checkpoint(checkpoints, options.checkpoint_every, options.epochs),
         keras.callbacks.TensorBoard(os.path.join(out, "tensorboard"), write_graph=False),

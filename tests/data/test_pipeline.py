@@ -16,6 +16,7 @@ from keras_reid.data.dataset import make_table
 from keras_reid.data.labels import ClassMap
 from keras_reid.data.pipeline import (
     IMAGE_ERRORS,
+    cross_domain_batches,
     explain_unreadable,
     find_unreadable,
     inference_batches,
@@ -549,3 +550,192 @@ def test_class_labels_refuse_unlabelled_rows_and_identities_outside_the_map(over
         pk_batches(overlapping, p=2, k=2, class_map=ClassMap.from_tables(gamma))
     with pytest.raises(ReIDError, match="Received: class_map of type dict"):
         pk_batches(overlapping, p=2, k=2, class_map={"gamma": 0})
+
+
+# --- cross-domain batches ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory):
+    """A target domain of 16 images, ids 16-19 x 4, each colour unique and unlike the sources'.
+
+    Its pids are real ones: cross_domain_batches must ignore them.
+    """
+    root = tmp_path_factory.mktemp("target")
+    return write_table(root / "omega", "omega", 1, dict.fromkeys(range(16, 20), 4))
+
+
+def split_replicas(batch, replicas, p, k, target_size):
+    """Each replica's (source rows, target rows) of a batch: numpy arrays."""
+    parts = np.split(np.asarray(batch), replicas)
+    source = p * k // replicas
+    assert all(len(part) == source + target_size // replicas for part in parts)
+    return [(part[:source], part[source:]) for part in parts]
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_cross_domain_replicas_each_get_whole_k_groups_then_their_target_rows(
+    tables, target, replicas
+):
+    p, k, target_size = 4, 2, 6
+    classes = ClassMap.from_tables([tables["beta"], tables["alpha"]])  # beta's ids first
+    sources = [tables["alpha"], tables["beta"]]
+    dataset = cross_domain_batches(
+        sources,
+        target,
+        p,
+        k,
+        target_size,
+        SIZE,
+        seed=0,
+        with_meta=True,
+        num_replicas=replicas,
+        class_map=classes,
+    )
+    assert dataset.element_spec[0].shape == (p * k + target_size, *SIZE, 3)
+    for images, meta in take(dataset, 10):
+        assert images.dtype == tf.float32 and meta["label"].dtype == tf.int32
+        pixel_pids, pixel_tables, pixel_camids = labels_from_pixels(images)
+        labels = meta["label"].numpy()
+        for source, target_rows in split_replicas(labels, replicas, p, k, target_size):
+            assert (source >= 0).all() and (target_rows == -1).all(), "both domains, in order"
+            groups = source.reshape(p // replicas, k)
+            assert (groups == groups[:, :1]).all(), "whole K-groups"
+            assert len(set(groups[:, 0])) == p // replicas
+        domain = meta["domain"].numpy()
+        for source, target_rows in split_replicas(domain, replicas, p, k, target_size):
+            assert (source == 0).all() and (target_rows == 1).all()
+        source = domain == 0
+        # Target images show ids 16-19; their labels and pids are -1 all the same.
+        assert (pixel_pids[~source] >= 16).all() and (pixel_pids[source] < 16).all()
+        np.testing.assert_array_equal(meta["pid"].numpy()[~source], -1)
+        np.testing.assert_array_equal(meta["dataset"].numpy()[~source], 2)
+        np.testing.assert_array_equal(meta["camid"].numpy(), pixel_camids)
+        # Source rows: the pixels' person, as a class of the map (beta's ids first).
+        np.testing.assert_array_equal(meta["pid"].numpy()[source], pixel_pids[source])
+        np.testing.assert_array_equal(meta["dataset"].numpy()[source], pixel_tables[source])
+        expected = np.where(pixel_tables == 1, pixel_pids - 10, pixel_pids + 6)
+        np.testing.assert_array_equal(labels[source], expected[source])
+
+    _, plain = take(cross_domain_batches(tables["alpha"], target, 2, 2, 4, SIZE, seed=0), 1)[0]
+    assert plain.dtype == tf.int32
+    np.testing.assert_array_equal(plain.numpy()[4:], -1)
+    assert set(plain.numpy()[:4]) <= set(range(10)), "without a class map: the pids"
+
+
+def test_cross_domain_source_rows_are_the_pk_batches_of_the_same_seed(tables, target):
+    p, k, target_size, replicas = 4, 2, 4, 2
+    source = pk_batches(tables, p, k, SIZE, seed=3, num_replicas=replicas)
+    both = cross_domain_batches(tables, target, p, k, target_size, SIZE, seed=3, num_replicas=2)
+    for (images, labels), (source_images, source_labels) in zip(
+        take(both, 5), take(source, 5), strict=True
+    ):
+        pairs = zip(
+            split_replicas(images, replicas, p, k, target_size),
+            split_replicas(labels, replicas, p, k, target_size),
+            np.split(source_images.numpy(), replicas),
+            np.split(source_labels.numpy(), replicas),
+            strict=True,
+        )
+        for (image_part, _), (label_part, _), expected_images, expected_labels in pairs:
+            np.testing.assert_array_equal(image_part, expected_images)
+            np.testing.assert_array_equal(label_part, expected_labels)
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_cross_domain_target_rows_cover_the_target_once_per_pass(tables, target, replicas):
+    target_size = 4
+    dataset = cross_domain_batches(
+        tables["alpha"],
+        target,
+        2,
+        2,
+        target_size,
+        SIZE,
+        augment=False,
+        seed=1,
+        num_replicas=replicas,
+    )
+    expected = sorted(zip(target.pid, target.camid, strict=True))
+    passes = []
+    for start in (0, 4):  # 16 images, 4 per batch: a pass is 4 batches
+        seen = []
+        for images, labels in take(dataset.skip(start), 4):
+            rows = np.concatenate(
+                [t for _, t in split_replicas(np.arange(len(labels)), replicas, 2, 2, target_size)]
+            )
+            np.testing.assert_array_equal(labels.numpy()[rows], -1)
+            pixel_pids, _, pixel_camids = labels_from_pixels(tf.gather(images, rows))
+            seen += list(zip(pixel_pids, pixel_camids, strict=True))
+        assert sorted(seen) == expected, "every target image once per pass"
+        passes.append(seen)
+    assert passes[0] != passes[1], "a new order each pass"
+
+
+def test_cross_domain_stream_from_start_step_is_the_tail_of_the_stream_from_zero(tables, target):
+    def stream(start_step, count, seed=4, cache=False):
+        dataset = cross_domain_batches(
+            tables, target, 2, 2, 3, SIZE, seed=seed, cache=cache, start_step=start_step
+        )
+        return [(images.numpy(), labels.numpy()) for images, labels in take(dataset, count)]
+
+    whole = stream(0, 8)
+    for tail in (stream(3, 5), stream(3, 5, cache=True)):
+        for (images_a, labels_a), (images_b, labels_b) in zip(whole[3:], tail, strict=True):
+            np.testing.assert_array_equal(labels_a, labels_b)
+            np.testing.assert_array_equal(images_a, images_b)
+    other = stream(0, 8, seed=5)
+    assert any((a[0] != b[0]).any() for a, b in zip(whole, other, strict=True))
+
+
+def test_cross_domain_source_and_target_streams_are_not_the_same_draws(tmp_path):
+    # Source and target the same ramp images (told apart by path only): with
+    # one seed for both streams, both halves would be augmented alike.
+    ramp = np.tile(np.linspace(0, 255, 16, dtype=np.uint8)[None, :, None], (32, 1, 3))
+    records = []
+    for name in ("s", "t"):
+        for index in range(8):
+            path = tmp_path / f"{name}{index}.png"
+            cv2.imwrite(str(path), ramp)
+            records.append((str(path), index, 0))
+    source, target = make_table(records[:8], "source"), make_table(records[8:], "target")
+    dataset = cross_domain_batches(source, target, 4, 1, 4, SIZE, seed=0)
+    assert any(
+        not np.array_equal(images[:4].numpy(), images[4:].numpy()) for images, _ in take(dataset, 4)
+    )
+
+
+@pytest.mark.parametrize(
+    "target_value", [None, [], {}, "empty"], ids=["none", "list", "dict", "table"]
+)
+def test_cross_domain_refuses_a_missing_or_empty_target(tables, target_value):
+    if target_value == "empty":
+        target_value = make_table([], "omega")
+    with pytest.raises(ReIDError, match=r"need a target.*give data\.target, the unlabelled"):
+        cross_domain_batches(tables["alpha"], target_value, p=2, k=2)
+
+
+@pytest.mark.parametrize(
+    "target_size, match",
+    [
+        (0, r"target_size must be a positive integer\. Received: target_size=0"),
+        (2.0, r"Received: target_size=2\.0"),
+        (3, r"target_size=3 .*2 replicas.*multiple of 2"),
+    ],
+)
+def test_cross_domain_refuses_a_bad_target_size(tables, target, target_size, match):
+    with pytest.raises(ReIDError, match=match):
+        cross_domain_batches(tables, target, 2, 2, target_size, num_replicas=2)
+
+
+def test_cross_domain_refuses_p_not_divisible_by_replicas(tables, target):
+    with pytest.raises(ReIDError, match=r"P=3.*2 replicas"):
+        cross_domain_batches(tables, target, p=3, k=2, num_replicas=2)
+
+
+def test_cross_domain_refuses_a_target_that_is_a_source(tables, target):
+    shuffled = tables["beta"].sample(frac=1, random_state=0).assign(pid=-1)
+    with pytest.raises(ReIDError, match=r"target beta is also a source \(beta\).*24 images"):
+        cross_domain_batches(tables, {"beta": shuffled}, p=2, k=2)
+    # Sharing some images only is allowed (e.g. a target holding a few source images).
+    cross_domain_batches(tables, pd.concat([target, tables["beta"].head(2)]), p=2, k=2)
