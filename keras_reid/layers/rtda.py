@@ -126,6 +126,8 @@ class TopDownAttention(keras.layers.Layer):
     def attention_mask(self, inputs):
         """The mask ``(B, H, W, C)`` the feature map is multiplied by."""
         feature_map, embedding = inputs
+        if not self.built:  # called directly, before the layer
+            self.build([tuple(feature_map.shape), tuple(embedding.shape)])
         glimpse = ops.reshape(embedding, (-1, 1, 1, ops.shape(embedding)[-1]))
         spatial, channel = glimpse, glimpse
         for layer in self.spatial_layers:
