@@ -7,7 +7,9 @@ trinet, msml and sal) at a CPU size and at the paper size. trinet trains with
 the batch-hard triplet loss on "embedding"; msml adds softmax cross-entropy on
 "logits", as the MSML recipe does; sal trains softmax, the self-attention
 constraint and quadruplet-hard (its stage 2), and "sal_plain" is the same head
-on the undilated trunk without stage 6 (the cost of the dilated stages).
+on the undilated trunk without stage 6 (the cost of the dilated stages);
+"dien-t<T>" is DIEN's full model (IC, CCCDTL, DC behind the reversal) with T
+loops of recurrent top-down attention, t0 without RTDA (the cost of each T).
 Target: end to end >= 90% of the bare step.
 
     python bench/train_step.py [--configs cpu|paper|all|NAME,...] [--steps-scale 1] [--repeats 3]
@@ -32,6 +34,8 @@ from keras_reid.data import load_dataset, pk_batches
 from keras_reid.data.synthetic import generate
 from keras_reid.losses import (
     BatchHardTripletLoss,
+    CrossDomainTripletLoss,
+    DomainCrossEntropy,
     QuadrupletLoss,
     SelfAttentionConstraint,
     SoftmaxCrossEntropy,
@@ -80,6 +84,16 @@ for _trunk, _cpu, _paper in (
         CONFIGS[f"{_head}-{_tag}-{_paper[0]}x{_paper[1]}"] = _config(
             "sal", _trunk, _paper, max(2, _steps // 4), "paper", _model, **_alpha
         )
+# DIEN with T = 0 (no RTDA) to 5 loops: MobileNet-0.25 at the SynthReID size,
+# ResNet50 at the paper's 256x128 (T = 0 and 3: slow on CPU).
+for _loops in range(6):
+    CONFIGS[f"dien-t{_loops}-mobilenet025-128x64"] = _config(
+        "dien", "mobilenet", (128, 64), 20, "cpu", {"attention_loops": _loops or None}, alpha=0.25
+    )
+for _loops in (0, 3):
+    CONFIGS[f"dien-t{_loops}-resnet50-256x128"] = _config(
+        "dien", "resnet50", (256, 128), 2, "paper", {"attention_loops": _loops or None}
+    )
 for _trunk in ("resnet50", "bn_inception", "resnext50"):
     CONFIGS[f"trinet-{_trunk}-128x64"] = _config("trinet", _trunk, (128, 64), 4, "cpu")
     CONFIGS[f"msml-{_trunk}-128x64"] = _config("msml", _trunk, (128, 64), 4, "cpu")
@@ -93,9 +107,13 @@ def compiled_model(config, num_classes):
         args["alpha"] = options.pop("alpha", 1.0)
     args["backbone_options"] = options
     losses = {"embedding": BatchHardTripletLoss()}
-    if config["head"] in ("msml", "sal"):
+    if config["head"] in ("msml", "sal", "dien"):
         args["num_classes"] = num_classes
         losses["logits"] = SoftmaxCrossEntropy()
+    if config["head"] == "dien":
+        args["domain_classifier"] = True
+        losses["embedding"] = CrossDomainTripletLoss(0.3, lam=1.0)
+        losses["domain"] = DomainCrossEntropy()
     if config["head"] == "sal":
         losses["embedding"] = QuadrupletLoss(0.5, 0.2, mining="hard")
         if args.get("attention", True):

@@ -9,8 +9,11 @@ import yaml
 from test_evaluation_scripts import script
 
 from keras_reid.comparison import (
+    DIEN_CLAIMS,
+    DIEN_ORDER,
     MSML_ORDERINGS,
     SAL_ORDER,
+    dien_labels,
     differences_table,
     method_table,
     paired_differences,
@@ -71,6 +74,29 @@ def test_sal_labels_name_each_shipped_row_as_the_paper_does(row, monkeypatch):
     config = load_config(os.path.join(CONFIGS, f"sal_market_{row}.yaml"), ["train.seed=4"])
     assert sal_labels(config) == ("resnet50 256x128", SAL_ROWS[row], 4)
     assert SAL_ROWS[row] in SAL_ORDER
+
+
+DIEN_ROWS = {
+    "base": "Base",
+    "tl": "+TL",
+    "cccdtl": "+CCCDTL",
+    "dc": "+DC",
+    "cccdtl_dc": "+CCCDTL+DC",
+    **{f"rtda_t{t}": f"+CCCDTL+DC+RTDA(T={t})" for t in range(1, 6)},
+}
+
+
+@pytest.mark.parametrize("row", list(DIEN_ROWS))
+def test_dien_labels_name_each_shipped_row_as_table_one_does(row, monkeypatch):
+    monkeypatch.setenv("REID_DATA", "/data")
+    for transfer, source in (("duke_market", "dukemtmc"), ("market_duke", "market1501")):
+        config = load_config(os.path.join(CONFIGS, f"dien_{transfer}_{row}.yaml"), ["train.seed=2"])
+        assert dien_labels(config) == (f"resnet50 256x128 from {source}", DIEN_ROWS[row], 2)
+    if row in ("base", "tl", "cccdtl", "dc", "cccdtl_dc", "rtda_t3"):
+        config = load_config(os.path.join(CONFIGS, f"dien_synth_ba_{row}.yaml"))
+        assert dien_labels(config) == ("mobilenet-0.25 128x64 from synth-b", DIEN_ROWS[row], 0)
+    assert DIEN_ROWS[row] in DIEN_ORDER
+    assert all(a in DIEN_ORDER and b in DIEN_ORDER for a, b in DIEN_CLAIMS)
 
 
 def test_run_labels_of_a_metric_loss_alone_and_of_hard_quadruplets():
@@ -221,3 +247,15 @@ def test_sal_table_script_gives_both_protocols(tiny_run, tmp_path, capsys):
     assert "## Without re-ranking" in text and "## With k-reciprocal re-ranking" in text
     # The tiny run's config: softmax + batch-hard on an msml model read as SAL's defaults.
     assert text.count("| small_convnet 64x32 | Soft+Triplet+DIL+Multi | 1 |") == 2
+
+
+def test_dien_table_script_gives_the_targets_rank_1_5_10_and_map(tiny_run, capsys):
+    run, spec, _ = tiny_run
+    data = yaml.safe_dump(spec, default_flow_style=True).strip()
+    assert script("dien_table").main([str(run), "--data", data]) == 0
+    text = capsys.readouterr().out
+    assert "| synth-b r=1 | synth-b r=5 | synth-b r=10 | synth-b mAP |" in text
+    scores = pd.read_csv(run / "scores.csv").iloc[0]
+    row = next(line for line in text.splitlines() if "| +TL |" in line or "| Base |" in line)
+    cells = [cell.strip() for cell in row.split("|")[4:8]]
+    assert cells == [f"{scores[s]:.3f}" for s in ("rank1", "rank5", "rank10", "mAP")]
