@@ -39,6 +39,7 @@ def test_registry_names_and_get_loss():
     assert LOSSES.names() == [
         "batch_hard",
         "cross_domain",
+        "domain",
         "msml",
         "quadruplet",
         "sac",
