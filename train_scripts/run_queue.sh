@@ -27,3 +27,18 @@ run_queue() {
         done
     done
 }
+
+# The arguments of a MobileNet-0.25 table script, "$0" "$@": exactly RUNS and an
+# existing MOBILENET_WEIGHTS file, else a usage line or a one-line error (exit 2).
+check_table_arguments() {
+    local script=$1
+    shift
+    if [[ $# -ne 2 ]]; then
+        echo "usage: $script RUNS MOBILENET_WEIGHTS" >&2
+        exit 2
+    fi
+    if [[ ! -f $2 ]]; then
+        echo "$script: error: no MobileNet weight file at $2; give the ImageNet no-top .h5 file (alpha 0.25)." >&2
+        exit 2
+    fi
+}

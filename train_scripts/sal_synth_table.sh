@@ -13,18 +13,11 @@
 # (alpha 0.25). Two queues train side by side; re-running the script skips
 # finished runs and resumes interrupted ones.
 set -euo pipefail
-if [[ $# -ne 2 ]]; then
-    echo "usage: $0 RUNS MOBILENET_WEIGHTS" >&2
-    exit 2
-fi
-runs=$1
-weights=$2
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/run_queue.sh"
-if [[ ! -f $weights ]]; then
-    echo "$0: error: no MobileNet weight file at $weights; give the ImageNet no-top .h5 file (alpha 0.25)." >&2
-    exit 2
-fi
+check_table_arguments "$0" "$@"
+runs=$1
+weights=$2
 seeds="0 1 2"
 run_queue sal "$runs" sal_synth_ "8_full 3_soft_quad 1_soft 4_soft_dil_multi" "$seeds" \
     "model.weights=$weights" & first=$!
