@@ -11,7 +11,8 @@
 # RUNS/ab/table.md and RUNS/ba/table.md. MOBILENET_WEIGHTS is the ImageNet
 # no-top file mobilenet_2_5_224_tf_no_top.h5 (alpha 0.25). The two transfers
 # train side by side; re-running the script skips finished runs and resumes
-# interrupted ones.
+# interrupted ones. DIEN_T_SWEEP=1 also trains T = 1, 2, 4, 5 on synth-a -> synth-b
+# (three seeds each) before the tables.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/run_queue.sh"
@@ -26,5 +27,15 @@ status=0
 wait "$first" || status=1
 wait "$second" || status=1
 [[ $status -eq 0 ]] || exit 1
+if [[ ${DIEN_T_SWEEP:-0} == 1 ]]; then
+    # The RTDA loop count T = 1..5 of Table I (the paper's peak near T = 3), synth-a -> synth-b.
+    run_queue dien "$runs/ab" dien_synth_ab_ "rtda_t1 rtda_t2" "$seeds" "model.weights=$weights" &
+    first=$!
+    run_queue dien "$runs/ab" dien_synth_ab_ "rtda_t4 rtda_t5" "$seeds" "model.weights=$weights" &
+    second=$!
+    wait "$first" || status=1
+    wait "$second" || status=1
+    [[ $status -eq 0 ]] || exit 1
+fi
 python "$here/../evaluation/dien_table.py" "$runs"/ab/*_s? --data synth-b --out "$runs/ab/table.md"
 python "$here/../evaluation/dien_table.py" "$runs"/ba/*_s? --data synth-a --out "$runs/ba/table.md"
