@@ -28,12 +28,15 @@ from keras_reid.layers import (
     ClassificationHead,
     GradientReversal,
     GroupedDense,
+    LoopFusion,
     MultiLevelAttention,
+    TopDownAttention,
     TrunkPreprocessing,
 )
 from keras_reid.losses import (
     BatchHardTripletLoss,
     CrossDomainTripletLoss,
+    DomainCrossEntropy,
     MarginSampleMiningLoss,
     QuadrupletLoss,
     SelfAttentionConstraint,
@@ -111,6 +114,13 @@ def every_layer_and_loss():
         outputs[name] = keras.layers.Identity(name=name)(embedding)
     reversed_features = GradientReversal(scale=0.5)(pooled)
     outputs["logits"] = ClassificationHead(4, dropout=0.1, name="classifier")(reversed_features)
+    # DIEN's RTDA: one attention loop on the last map, fused with the plain feature.
+    attended = TopDownAttention([4, 2], reduction=2, name="rtda_attention")([x, embedding])
+    looped = keras.layers.Dense(8, name="looped")(keras.layers.GlobalAveragePooling2D()(attended))
+    outputs["fused"] = LoopFusion(name="rtda_fusion")([embedding, looped])
+    outputs["domain"] = keras.layers.Dense(1, activation="sigmoid", name="domain")(
+        reversed_features
+    )
     outputs["nuisance"] = GroupedDense(4, groups=2, name="nuisance")([pooled, group])
     model = keras.Model({"images": images, "group": group}, outputs, name="every_layer")
     return compile_like_training(
@@ -124,6 +134,7 @@ def every_layer_and_loss():
             "cross_domain": CrossDomainTripletLoss(0.9, lam=0.25),
             "logits": SoftmaxCrossEntropy(label_smoothing=0.2),
             "attention": SelfAttentionConstraint(),
+            "domain": DomainCrossEntropy(from_logits=False),
         },
     )
 
@@ -213,6 +224,8 @@ def saved(tmp_path_factory):
             "attention": PIDS,  # the self-attention constraint ignores its target
             # Outputs without a loss still need a target in Keras 3's evaluate.
             "nuisance": np.zeros((8, 4), "float32"),
+            "fused": np.zeros((8, 8), "float32"),
+            "domain": MIXED_PIDS,  # source rows 0, target rows (-1) 1
         }
     }
     arrays, outputs, losses = {}, {}, {}

@@ -27,9 +27,11 @@ def dense(layer, inputs):
 
 
 def test_registry_names_and_unknown_model():
-    assert MODELS.names() == ["msml", "sal", "trinet"]
-    with pytest.raises(ReIDError, match="unknown model 'dien'; expected one of: msml, sal, trinet"):
-        build_model("dien")
+    assert MODELS.names() == ["dien", "msml", "sal", "trinet"]
+    with pytest.raises(
+        ReIDError, match="unknown model 'dienn'; expected one of: dien, msml, sal, trinet"
+    ):
+        build_model("dienn")
 
 
 def test_msml_head_by_hand():
