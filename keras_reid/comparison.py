@@ -178,28 +178,27 @@ def dien_labels(config):
     (``model.attention_loops``). The trunk names the source too, e.g.
     ``"mobilenet-0.25 128x64 from synth-a"``.
     """
+    from keras_reid.data import parse_spec
+
     model = config.get("model") or {}
-    data = config.get("data") or {}
-    parts = []
-    for spec in (config.get("losses") or {}).values():
-        if spec.get("name") == "cross_domain":
-            parts.append("+TL" if spec.get("target_anchors") else "+CCCDTL")
-    names = {spec.get("name") for spec in (config.get("losses") or {}).values()}
-    if "domain" in names:
+    losses = list((config.get("losses") or {}).values())
+    # In Table I's order, whatever the order of the losses section.
+    parts = [
+        "+TL" if spec.get("target_anchors") else "+CCCDTL"
+        for spec in losses
+        if spec.get("name") == "cross_domain"
+    ]
+    if any(spec.get("name") == "domain" for spec in losses):
         parts.append("+DC")
     if model.get("attention_loops"):
         parts.append(f"+RTDA(T={model['attention_loops']})")
-    train = data.get("train") or []
+    train = (config.get("data") or {}).get("train") or []
     train = [train] if isinstance(train, (str, dict)) else train
     # The source names the transfer: Base trains without a target.
-    trunk = run_labels({"model": model})[0] + " from " + "+".join(map(_data_name, train))
+    sources = [spec["name"] if isinstance(spec, dict) else parse_spec(spec)[0] for spec in train]
+    trunk = run_labels({"model": model})[0] + " from " + "+".join(sources)
     seed = int((config.get("train") or {}).get("seed", 0))
     return trunk, "".join(parts) or "Base", seed
-
-
-def _data_name(spec):
-    """A dataset spec's name: ``"market1501:/data/m"`` -> ``market1501``."""
-    return str(spec.get("name", "?")) if isinstance(spec, dict) else str(spec).split(":")[0]
 
 
 def _spec_key(spec):
