@@ -50,6 +50,7 @@ CONFIG = {
             "weights": None,
             "embedding_dim": 128,
             "bn_momentum": 0.9,
+            "head_order": "relu_bn",
         },
         "losses": {"embedding": {"name": "batch_hard", "margin": "soft"}},
         "optimizer": {"name": "adam"},

@@ -8,7 +8,9 @@ the trunk (frozen in every autoencoder stage) computes once per image:
         └────f_nui──▶ z_nui ───┘
 
 - f_emb is the stage-1 embedding head (layers "embedding_fc1", "embedding_bn",
-  "embedding_relu", "embedding"), so its weights are copied by layer name.
+  "embedding_relu", "embedding"), so its weights are copied by layer name; f_emb
+  and f_nui take the stage-1 head's order of BatchNorm and ReLU (the paper's
+  "relu_bn" in the EmbAE configs, TriNet's "bn_relu" by default).
 - f_nui has the same structure with :class:`~keras_reid.layers.grouped.GroupedDense`
   layers ("nuisance_fc1", "nuisance_bn", "nuisance_relu", "nuisance"): one
   weight set per group (groups=1: the common θ_nui; one per dataset; one per
@@ -28,7 +30,7 @@ import keras
 
 from keras_reid.errors import ReIDError
 from keras_reid.layers.grouped import GroupedDense, copy_group_weights
-from keras_reid.models.embedding import embedding_head
+from keras_reid.models.embedding import check_head_order, embedding_head, head_order
 
 EMBEDDING_LAYERS = ("embedding_fc1", "embedding_bn", "embedding")
 NUISANCE_LAYERS = ("nuisance_fc1", "nuisance_bn", "nuisance")
@@ -36,8 +38,10 @@ DECODER_LAYERS = ("decoder_fc1", "reconstruction")
 PARTS = {"emb": EMBEDDING_LAYERS, "nui": NUISANCE_LAYERS, "dec": DECODER_LAYERS}
 
 
-def nuisance_head(features, group, groups=1, nui_dim=128, hidden=1024, name="nuisance"):
-    """f_nui: GroupedDense(hidden) -> BatchNorm (shared) -> ReLU -> GroupedDense(nui_dim).
+def nuisance_head(
+    features, group, groups=1, nui_dim=128, hidden=1024, name="nuisance", order="bn_relu"
+):
+    """f_nui: GroupedDense(hidden) -> shared BatchNorm, ReLU (in ``order``) -> GroupedDense(nui).
 
     The same structure as :func:`~keras_reid.models.embedding.embedding_head`
     with a weight set per group (EmbAE, Potapov et al.).
@@ -49,18 +53,28 @@ def nuisance_head(features, group, groups=1, nui_dim=128, hidden=1024, name="nui
         nui_dim: size of z_nui. Default 128.
         hidden: size of the hidden layer. Default 1024.
         name: output layer name; the others are f"{name}_fc1", ... Default "nuisance".
+        order: "bn_relu" (TriNet's, the default) or "relu_bn" (the paper's), as
+            :func:`~keras_reid.models.embedding.embedding_head`.
 
     Example:
         >>> z_nui = nuisance_head(features, group, groups=6)
     """
+    check_head_order(order)
     x = GroupedDense(hidden, groups, name=f"{name}_fc1")([features, group])
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
-    x = keras.layers.ReLU(name=f"{name}_relu")(x)
+    bn = keras.layers.BatchNormalization(name=f"{name}_bn")
+    relu = keras.layers.ReLU(name=f"{name}_relu")
+    x = relu(bn(x)) if order == "bn_relu" else bn(relu(x))
     return GroupedDense(nui_dim, groups, name=name)([x, group])
 
 
 def build_embae_model(
-    feature_dim, embedding_dim=128, nui_dim=128, groups=1, hidden=1024, decoder_hidden=1024
+    feature_dim,
+    embedding_dim=128,
+    nui_dim=128,
+    groups=1,
+    hidden=1024,
+    decoder_hidden=1024,
+    head_order="bn_relu",
 ):
     """The EmbAE autoencoder on trunk features, with named outputs.
 
@@ -72,6 +86,9 @@ def build_embae_model(
             pairs. Default 1.
         hidden: hidden size of f_emb and f_nui (the stage-1 head's). Default 1024.
         decoder_hidden: hidden size of f_dec. Default 1024.
+        head_order: the order of BatchNorm and ReLU in f_emb and f_nui: that of
+            the stage-1 head ("bn_relu", TriNet's, the default; "relu_bn", the
+            EmbAE paper's).
 
     Returns:
         a functional ``keras.Model`` named "embae" with inputs ``{"features":
@@ -95,10 +112,13 @@ def build_embae_model(
             raise ReIDError(
                 f"build_embae_model: {name} must be a positive integer. Received: {name}={value!r}"
             )
+    check_head_order(head_order)
     features = keras.Input((feature_dim,), name="features")
     group = keras.Input((), dtype="int32", name="group")
-    z_id = embedding_head(features, embedding_dim, hidden, name="embedding")
-    z_nui = nuisance_head(features, group, groups, nui_dim, hidden, name="nuisance")
+    z_id = embedding_head(features, embedding_dim, hidden, name="embedding", order=head_order)
+    z_nui = nuisance_head(
+        features, group, groups, nui_dim, hidden, name="nuisance", order=head_order
+    )
     code = keras.layers.Concatenate(name="code")([z_id, z_nui])
     x = keras.layers.Dense(decoder_hidden, activation="relu", name="decoder_fc1")(code)
     reconstruction = keras.layers.Dense(feature_dim, name="reconstruction")(x)
@@ -118,11 +138,15 @@ def embae_hyperparameters(model):
         "groups": int(model.get_layer("nuisance").groups),
         "hidden": int(model.get_layer("embedding_fc1").units),
         "decoder_hidden": int(model.get_layer("decoder_fc1").units),
+        "head_order": head_order(model),
     }
 
 
 def stage1_dimensions(stage1_model):
-    """(input shape, trunk feature size, head hidden size, embedding size) of a stage-1 model."""
+    """(input shape, trunk feature size, head hidden size, embedding size) of a stage-1 model.
+
+    Its head's order is :func:`~keras_reid.models.embedding.head_order`.
+    """
     try:
         features = stage1_model.get_layer("trunk_features")
         fc1 = stage1_model.get_layer("embedding_fc1")
@@ -150,12 +174,17 @@ def copy_stage1_head(stage1_model, ae_model):
     """
     _, feature_dim, hidden, embedding_dim = stage1_dimensions(stage1_model)
     expected = embae_hyperparameters(ae_model)
-    found = {"feature_dim": feature_dim, "hidden": hidden, "embedding_dim": embedding_dim}
+    found = {
+        "feature_dim": feature_dim,
+        "hidden": hidden,
+        "embedding_dim": embedding_dim,
+        "head_order": head_order(stage1_model),
+    }
     wanted = {key: expected[key] for key in found}
     if found != wanted:
         raise ReIDError(
-            f"the stage-1 model has trunk features/head sizes {found} but the autoencoder "
-            f"expects {wanted}; build the autoencoder from the stage-1 model's sizes."
+            f"the stage-1 model has trunk features/head {found} but the autoencoder "
+            f"expects {wanted}; build the autoencoder from the stage-1 model's sizes and order."
         )
     for name in EMBEDDING_LAYERS:
         ae_model.get_layer(name).set_weights(stage1_model.get_layer(name).get_weights())
@@ -240,12 +269,14 @@ def build_embae_inference_model(stage1_model, ae_model):
     group = keras.Input((), dtype="int32", name="group")
     trunk_features = stage1_model.get_layer("trunk_features")
     features = trunk_features(stage1_model.get_layer("trunk")(images))
+    middle = ("bn", "relu") if head_order(ae_model) == "bn_relu" else ("relu", "bn")
     outputs = {}
-    x = features
-    for name in ("embedding_fc1", "embedding_bn", "embedding_relu", "embedding"):
-        x = ae_model.get_layer(name)(x)
-    outputs["embedding"] = x
+    x = ae_model.get_layer("embedding_fc1")(features)
+    for part in middle:
+        x = ae_model.get_layer(f"embedding_{part}")(x)
+    outputs["embedding"] = ae_model.get_layer("embedding")(x)
     x = ae_model.get_layer("nuisance_fc1")([features, group])
-    x = ae_model.get_layer("nuisance_relu")(ae_model.get_layer("nuisance_bn")(x))
+    for part in middle:
+        x = ae_model.get_layer(f"nuisance_{part}")(x)
     outputs["nuisance"] = ae_model.get_layer("nuisance")([x, group])
     return keras.Model({"images": images, "group": group}, outputs, name="embae_inference")

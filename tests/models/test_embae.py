@@ -72,6 +72,7 @@ def test_shapes_and_named_outputs():
         "groups": 3,
         "hidden": 1024,
         "decoder_hidden": 1024,
+        "head_order": "bn_relu",
     }
     with pytest.raises(ReIDError, match="groups must be a positive integer"):
         build_embae_model(FEATURES, groups=0)
@@ -205,3 +206,36 @@ def test_saved_models_load_after_import_keras_reid_alone(stage1, tmp_path):
     }
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_paper_head_order_carries_through_autoencoder_and_inference_model():
+    """f_emb and f_nui take the stage-1 head's order; the inference model keeps it."""
+    keras.utils.set_random_seed(0)
+    paper = build_embedding_model(
+        "small_convnet", input_shape=(64, 32, 3), embedding_dim=16, head_order="relu_bn"
+    )
+    model = build_embae_model(256, embedding_dim=16, nui_dim=8, groups=2, head_order="relu_bn")
+    for head in ("embedding", "nuisance"):
+        # ReLU feeds the BatchNorm: the paper's "dense 1024 ReLU, then batch normalisation".
+        node = model.get_layer(f"{head}_bn")._inbound_nodes[0]
+        assert node.input_tensors[0]._keras_history.operation.name == f"{head}_relu"
+    assert embae_hyperparameters(model)["head_order"] == "relu_bn"
+    copy_stage1_head(paper, model)  # same order: accepted
+    images = np.random.default_rng(1).uniform(0, 255, (4, 64, 32, 3)).astype("float32")
+    groups = np.array([0, 1, 1, 0], "int32")
+    inference = build_embae_inference_model(paper, model)
+    got = inference.predict({"images": images, "group": groups}, verbose=0)
+    np.testing.assert_allclose(
+        got["embedding"], paper.predict(images, verbose=0)["embedding"], rtol=1e-4, atol=1e-5
+    )
+    trunk = keras.Model(paper.inputs, paper.get_layer("trunk_features").output)
+    expected = model.predict(
+        {"features": trunk.predict(images, verbose=0), "group": groups}, verbose=0
+    )
+    np.testing.assert_allclose(got["nuisance"], expected["nuisance"], rtol=1e-4, atol=1e-5)
+    copy = with_nuisance_groups(model, 3)
+    assert embae_hyperparameters(copy)["head_order"] == "relu_bn"
+
+    trinet_order = build_embae_model(256, embedding_dim=16, nui_dim=8)
+    with pytest.raises(ReIDError, match="'head_order': 'relu_bn'.*'head_order': 'bn_relu'"):
+        copy_stage1_head(paper, trinet_order)

@@ -11,7 +11,7 @@ def test_embedding_model_outputs_and_head_structure():
     assert model.output_names == ["embedding"]
     out = model(np.zeros((3, 64, 32, 3), "float32"))
     assert out["embedding"].shape == (3, 16)
-    # GAP -> Dense 1024 -> BN -> ReLU -> Dense (linear), as in the paper.
+    # GAP -> Dense 1024 -> BN -> ReLU -> Dense (linear), TriNet's head (the default order).
     assert model.get_layer("trunk_features").output.shape == (None, 256)
     assert model.get_layer("embedding_fc1").units == 1024
     assert model.get_layer("embedding").activation.__name__ == "linear"
@@ -80,3 +80,58 @@ def test_small_convnet_trunk_and_bn_momentum():
         build_backbone("small_convnet", (64, 32, 3), weights="imagenet")
     with pytest.raises(ReIDError, match="bn_momentum must be in"):
         build_backbone("small_convnet", (64, 32, 3), bn_momentum=1.5)
+
+
+def _randomise_head(model, seed=0):
+    """Give the head's BatchNorm non-trivial statistics and affine weights."""
+    rng = np.random.default_rng(seed)
+    bn = model.get_layer("embedding_bn")
+    gamma, beta, mean, variance = (w.shape for w in bn.get_weights())
+    bn.set_weights(
+        [
+            rng.uniform(0.5, 1.5, gamma).astype("float32"),
+            rng.normal(0, 0.5, beta).astype("float32"),
+            rng.normal(0, 0.5, mean).astype("float32"),
+            rng.uniform(0.5, 2.0, variance).astype("float32"),
+        ]
+    )
+
+
+def _head_by_hand(model, features, order):
+    """The head written out in numpy, in the given order, from the model's weights."""
+    w1, b1 = model.get_layer("embedding_fc1").get_weights()
+    bn = model.get_layer("embedding_bn")
+    gamma, beta, mean, variance = bn.get_weights()
+    w2, b2 = model.get_layer("embedding").get_weights()
+
+    def relu(x):
+        return np.maximum(x, 0.0)
+
+    def norm(x):
+        return gamma * (x - mean) / np.sqrt(variance + bn.epsilon) + beta
+
+    hidden = features @ w1 + b1
+    hidden = relu(norm(hidden)) if order == "bn_relu" else norm(relu(hidden))
+    return hidden @ w2 + b2
+
+
+@pytest.mark.parametrize("order", ["bn_relu", "relu_bn"])
+def test_head_order_in_the_built_model(order):
+    keras.utils.set_random_seed(0)
+    model = build_embedding_model(
+        "small_convnet", input_shape=(64, 32, 3), embedding_dim=8, head_order=order
+    )
+    _randomise_head(model)
+    images = np.random.default_rng(1).uniform(0, 255, (4, 64, 32, 3)).astype("float32")
+    features = keras.Model(model.inputs, model.get_layer("trunk_features").output)(images)
+    features = keras.ops.convert_to_numpy(features)
+    got = keras.ops.convert_to_numpy(model(images, training=False)["embedding"])
+    other = "relu_bn" if order == "bn_relu" else "bn_relu"
+    np.testing.assert_allclose(got, _head_by_hand(model, features, order), rtol=1e-4, atol=1e-4)
+    # The two orders differ on these weights, so the check above tells them apart.
+    assert not np.allclose(got, _head_by_hand(model, features, other), atol=1e-2)
+
+
+def test_unknown_head_order_is_refused():
+    with pytest.raises(ReIDError, match=r"unknown head_order 'relu'; expected one of: bn_relu"):
+        build_embedding_model("small_convnet", input_shape=(64, 32, 3), head_order="relu")

@@ -17,6 +17,7 @@ from keras_reid.config import call_section, check_run_dir, check_sections, prepa
 from keras_reid.errors import ReIDError
 from keras_reid.models import build_model
 from keras_reid.models.embae import build_embae_model, copy_stage1_head, stage1_dimensions
+from keras_reid.models.embedding import head_order
 from keras_reid.reporting import brief_scores, load_keras_model, write_score_results
 from keras_reid.training.embae.config import (
     SECTIONS,
@@ -145,7 +146,12 @@ def train_embae(config, out, resume=False):
 
     stage1 = stage1_model(plan, data, out, resume)
     _, feature_dim, hidden, embedding_dim = stage1_dimensions(stage1)
-    sizes = {"feature_dim": feature_dim, "embedding_dim": embedding_dim, "hidden": hidden}
+    sizes = {
+        "feature_dim": feature_dim,
+        "embedding_dim": embedding_dim,
+        "hidden": hidden,
+        "head_order": head_order(stage1),
+    }
 
     logger.info("EmbAE: trunk features (each image and its flip) into the feature cache")
     cache_dir = cache_options.dir or os.path.join(out, "cache")
