@@ -275,8 +275,13 @@ class Prepared:
     make_batches: object  # start_step -> tf.data.Dataset of (images, {output: labels})
 
 
-def prepare(config, data, options, strategy):
-    """Build and compile everything a config names; checks it all, writes nothing."""
+def prepare(config, data, options, strategy, make_model=None):
+    """Build and compile everything a config names; checks it all, writes nothing.
+
+    ``make_model``: None (the ``model`` section builds the model), or a function
+    ``class_map -> keras.Model`` giving the uncompiled model instead (a recipe
+    that derives each fit's model from another model, as PUL's rounds do).
+    """
     class_map = ClassMap.from_tables(data.tables)
     losses_section = section_options(config, "losses")
     batches = section_options(config, "batches")
@@ -288,7 +293,10 @@ def prepare(config, data, options, strategy):
     extra = check_domains(kind, data)
     steps = steps_per_epoch(data.tables, batches.get("p", 18), batches.get("k", 4))
     with strategy.scope():
-        model = build_run_model(config, class_map, "logits" in losses_section)
+        if make_model is None:
+            model = build_run_model(config, class_map, "logits" in losses_section)
+        else:
+            model = make_model(class_map)
         if options.init_from is not None:
             start_from(model, options.init_from)
         losses, weights, metrics = build_losses(config, list(model.output_names))
@@ -344,7 +352,7 @@ def check_config(config, data=None):
         prepare(config, data, options, strategy)
 
 
-def train(config, out, resume=False, data=None):
+def train(config, out, resume=False, data=None, make_model=None):
     """Train the model a config names; returns it.
 
     Writes into ``out``: config.yaml (the resolved config), classes.json (class
@@ -360,6 +368,8 @@ def train(config, out, resume=False, data=None):
             with the batches it would have had; a finished run (its
             model.keras written) is loaded, not trained again.
         data: a :class:`TrainingData` to use instead of the ``data`` section.
+        make_model: None, or a function ``class_map -> keras.Model`` building
+            the model instead of the ``model`` section (see :func:`prepare`).
 
     Example:
         >>> model = train(load_config("train_scripts/configs/msml_synth_msml.yaml"), "runs/msml")
@@ -373,7 +383,7 @@ def train(config, out, resume=False, data=None):
         return keras.models.load_model(final)
     data = data or call_section(load_training_data, config, "data")
     with runtime(options) as strategy:
-        prepared = prepare(config, data, options, strategy)
+        prepared = prepare(config, data, options, strategy, make_model)
         model, steps = prepared.model, prepared.steps_per_epoch
         out = prepare_run_dir(out, config, resume=resume)
         prepared.class_map.save(os.path.join(out, "classes.json"))
