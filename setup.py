@@ -19,6 +19,7 @@ setup(
         "pyyaml",
         "h5py",
         "scipy",
+        "scikit-learn",
         "tqdm",
         "tensorboard",
     ],

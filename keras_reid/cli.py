@@ -198,7 +198,7 @@ def cmd_train(args):
         overrides.append(f"{train}.mixed_precision=true")
     config = load_config(args.config, overrides)
     result = recipe(config, args.out, resume=args.resume)
-    if isinstance(result, pd.DataFrame):  # a recipe's results table (EmbAE)
+    if isinstance(result, pd.DataFrame):  # a recipe's results table (EmbAE, PUL)
         from keras_reid.reporting import results_markdown
 
         print(results_markdown(result), flush=True)
@@ -292,7 +292,7 @@ def build_parser():
         description="Train RECIPE (embedding, embae, msml, sal) from a config; section.key=value "
         "arguments override the config. The run folder records the resolved config.",
     )
-    p.add_argument("recipe", help="embedding, embae, msml, sal or dien")
+    p.add_argument("recipe", help="embedding, embae, msml, sal, dien or pul")
     p.add_argument("--config", required=True, help="a YAML config (train_scripts/configs/)")
     p.add_argument("--out", required=True, help="run folder (refused if not empty)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")

@@ -19,6 +19,8 @@ from keras_reid.losses import get_loss
 from keras_reid.models import MODELS
 from keras_reid.training.embedding import embedding_config
 from keras_reid.training.optimizers import OPTIMIZERS
+from keras_reid.training.pul import SECTIONS as PUL_SECTIONS
+from keras_reid.training.pul import PULOptions, PULRunOptions, check_finetune
 from keras_reid.training.recipe import BATCH_KINDS, SECTIONS
 from keras_reid.training.runner import TrainOptions
 from keras_reid.training.schedules import build_schedule
@@ -101,3 +103,24 @@ def test_the_common_sections_are_not_runs():
     # Left out of the check above because they train nothing: they must have no losses.
     for name in COMMON:
         assert "losses" not in load_config(os.path.join(CONFIGS, name)), name
+
+
+PUL = sorted(glob.glob(os.path.join(CONFIGS, "pul_*.yaml")))
+
+
+@pytest.mark.parametrize("path", PUL, ids=os.path.basename)
+def test_a_shipped_pul_config_names_valid_things(path, monkeypatch):
+    # The start model trained here is a shared-path run on data.sources; each
+    # iteration's fit takes the finetune sections.
+    monkeypatch.setenv("REID_DATA", "/data")
+    config = load_config(path, ["start.model_path=/runs/embedding/model.keras"])
+    check_sections(config, PUL_SECTIONS)
+    PULOptions(**config["pul"])
+    PULRunOptions(**config["train"])
+    check_finetune(config)
+    assert parse_spec(config["data"]["target"])[0] in DATASETS.names()
+    if config["start"].get("train") is not None:
+        check_stage({**config["start"]["train"], "data": {"train": config["data"]["sources"]}})
+    assert {"pul_synth.yaml", "pul_synth_from_embedding.yaml", "pul_duke_market.yaml"} <= {
+        os.path.basename(p) for p in PUL
+    }

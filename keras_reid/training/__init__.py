@@ -13,6 +13,7 @@ from keras_reid.training.optimizers import (
     build_optimizer,
     variable_paths,
 )
+from keras_reid.training.pul import train_pul
 from keras_reid.training.recipe import train
 from keras_reid.training.runner import TrainOptions
 from keras_reid.training.schedules import (
@@ -34,6 +35,8 @@ RECIPES.register("msml")(train)
 RECIPES.register("sal")(train_stages)
 # DIEN: one run of the shared path on cross-domain batches.
 RECIPES.register("dien")(train)
+# PUL: clustering rounds, each a run of the shared path on pseudo-labelled target images.
+RECIPES.register("pul")(train_pul)
 
 __all__ = [
     "OPTIMIZERS",
@@ -50,6 +53,7 @@ __all__ = [
     "train",
     "train_embae",
     "train_embedding",
+    "train_pul",
     "train_stages",
     "variable_paths",
 ]
