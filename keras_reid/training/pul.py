@@ -473,6 +473,12 @@ def score_row(model, target, name, t, threshold=None, table=None):
     }
 
 
+def results_frame(rows):
+    """The results rows as a DataFrame; the start row has no threshold or counts (empty cells)."""
+    frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    return frame.astype({"selected": "Int64", "clusters_used": "Int64"})
+
+
 def write_results(results, out, title):
     """results.csv, results.md (changes over the start row) and results.png, atomically."""
     write_text(os.path.join(out, "results.csv"), results.to_csv(index=False))
@@ -585,8 +591,8 @@ def train_pul(config, out, resume=False):
             )
         rows.append(score_row(model, target, f"pul_{t}", t, threshold, table))
         logger.info("PUL iteration %d on %s: %s", t, target.name, brief_scores(rows[-1], rows[0]))
-        write_results(pd.DataFrame(rows, columns=RESULT_COLUMNS), out, title)
+        write_results(results_frame(rows), out, title)
         current = model
-    results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
+    results = results_frame(rows)
     write_results(results, out, title)
     return results
