@@ -262,7 +262,7 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("synth", help="generate a SynthReID domain in the Market-1501 layout")
-    p.add_argument("--preset", required=True, help="synth-a, synth-b or synth-c")
+    p.add_argument("--preset", required=True, help="synth-a, synth-b, synth-c or synth-d")
     p.add_argument("--out", required=True, help="folder to create")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ids", type=int, default=None, help="identities (default: the preset's)")

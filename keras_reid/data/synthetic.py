@@ -9,6 +9,7 @@ preset      role    cameras  default ids  look
 synth-a     source  6        300          city by day: street, indoor, brick, shops
 synth-c     source  5        300          campus / mall: indoor, glass, brick, open
 synth-b     target  6        300          evening, metro, park: dark, tinted, blurry
+synth-d     target  6        300          dusk: park, station, streets; a milder gap
 ==========  ======  =======  ===========  ==========================================
 
 Every identity has stable attributes (clothing colours and pattern, sleeves,
@@ -23,7 +24,10 @@ deterministic function of the camera, which is what a model with a
 per-camera nuisance code (EmbAE's ``z_nui``) can learn to factor out; the
 target preset draws its cameras from other backgrounds, lighting, casts and
 optics than the sources, and its people from a darker, wintrier palette, so
-that transfer from synth-a/synth-c to synth-b is genuinely hard.
+that transfer from synth-a/synth-c to synth-b is genuinely hard. synth-d is the
+target with a realistic gap (its design is in the notes above ``PRESETS``): an
+embedding trained on synth-a keeps about half of its in-domain Rank-1 there,
+as Duke -> Market does in the EmbAE paper.
 
 Splits follow Market-1501: half of the ids train, half test. A test id gives
 one query image for each camera of a random non-empty subset of its cameras,
@@ -259,6 +263,31 @@ _TARGET_PALETTE = PaletteSpec(
     long_hair=0.35,
 )
 
+# synth-d, the target with a realistic gap (EmbAE's Duke -> Market analogue).
+# Designed and written down before any EmbAE variant was scored on it:
+# - The gap is the paper's kind. Duke -> Market keeps 0.55 of Market's
+#   in-domain Rank-1 (0.421 against 0.762); synth-a -> synth-b keeps 0.38 with
+#   the ImageNet MobileNet-0.25 stage 1 at 128x64 (Rank-1 0.331 against 0.872,
+#   seed 0, measured before this preset existed), and the from-scratch trunk
+#   of the demo 0.11. synth-d aims at 0.4-0.7.
+# - What differs from the sources is mostly in the cameras, as between two
+#   campuses: scenes the sources never show (grass, station, one lit-night
+#   street) beside familiar ones (street, gradient); casts that pull each
+#   camera its own way, up to 25% per channel; optics a little milder than
+#   synth-b's (blur 0.9-1.1, JPEG 55-60, noise 5-7; synth-b 0.6-1.4, 45-65,
+#   5-9); other framings (scale 0.86-0.95) and viewpoint mixes. Each camera's
+#   nuisance is its own, and the target's cameras differ from each other as
+#   Market's six do (daylight and shade, open and covered).
+# - The people are dressed for the cold, as synth-b's (its palette): Duke's
+#   winter crowd against Market's summer one.
+# - Calibration, the only measurement taken: the stage-1 baseline of
+#   embedding_synth_imagenet.yaml (seed 0, trained on synth-a) scored on
+#   synth-d against the same recipe trained on synth-d itself. The first
+#   design kept 0.82 of in-domain Rank-1 (daylight cameras, blur 0.5-0.9, JPEG
+#   70-80, casts up to 12%, an autumn palette); stronger optics and casts
+#   0.74; with synth-b's palette and two night cameras 0.45; with none 0.71;
+#   with one (this preset) 0.55 (Rank-1 0.497 against 0.900). No EmbAE
+#   variant was run on any of them before this preset was fixed.
 PRESETS = {
     "synth-a": PresetSpec(
         name="synth-a",
@@ -463,6 +492,83 @@ PRESETS = {
                 shift=0.07,
                 views=(0.3, 0.4, 0.3),
                 occlusion=0.25,
+            ),
+        ),
+        palette=_TARGET_PALETTE,
+    ),
+    "synth-d": PresetSpec(
+        name="synth-d",
+        description="target domain: dusk (park, station, streets), a milder gap than synth-b",
+        cameras=(
+            CameraSpec(
+                "grass",
+                gain=1.15,
+                cast=(0.85, 1.05, 1.12),
+                contrast=0.8,
+                blur=1.0,
+                noise=6,
+                jpeg=58,
+                views=(0.45, 0.35, 0.2),
+                occlusion=0.12,
+            ),
+            CameraSpec(
+                "station",
+                gain=0.85,
+                cast=(1.2, 1.0, 0.78),
+                blur=1.0,
+                noise=7,
+                jpeg=55,
+                scale=0.9,
+                views=(0.3, 0.5, 0.2),
+                occlusion=0.15,
+            ),
+            CameraSpec(
+                "street",
+                gain=0.85,
+                cast=(1.15, 0.98, 0.75),
+                vignette=0.25,
+                blur=0.9,
+                noise=7,
+                jpeg=60,
+                shift=0.06,
+                views=(0.2, 0.2, 0.6),
+                occlusion=0.15,
+            ),
+            CameraSpec(
+                "gradient",
+                gain=1.2,
+                cast=(1.08, 1.06, 0.82),
+                contrast=0.85,
+                blur=1.1,
+                noise=5,
+                jpeg=55,
+                scale=0.86,
+                views=(0.35, 0.35, 0.3),
+                occlusion=0.1,
+            ),
+            CameraSpec(
+                "station",
+                gain=0.8,
+                cast=(0.85, 1.12, 1.05),
+                vignette=0.2,
+                blur=0.9,
+                noise=7,
+                jpeg=60,
+                views=(0.5, 0.3, 0.2),
+                occlusion=0.15,
+            ),
+            CameraSpec(
+                "night",
+                gain=0.9,
+                cast=(0.85, 0.95, 1.2),
+                vignette=0.2,
+                blur=1.1,
+                noise=7,
+                jpeg=55,
+                scale=0.88,
+                shift=0.06,
+                views=(0.3, 0.4, 0.3),
+                occlusion=0.18,
             ),
         ),
         palette=_TARGET_PALETTE,
@@ -1415,7 +1521,7 @@ def generate(preset, out, seed=0, ids=None, size=(128, 64), overwrite=False, wor
     ``workers``.
 
     Args:
-        preset: a name in ``PRESETS`` ("synth-a", "synth-b", "synth-c") or a
+        preset: a name in ``PRESETS`` ("synth-a", "synth-b", "synth-c", "synth-d") or a
             :class:`PresetSpec`.
         out: the folder to create.
         seed: integer >= 0 drawing the people, their cameras and every image. Default 0.
@@ -1506,7 +1612,7 @@ def load_synthreid(preset, root=None, seed=0, ids=None, size=(128, 64)):
     """A SynthReID preset as a ReIDDataset, generated on first use.
 
     Args:
-        preset: "synth-a", "synth-b" or "synth-c".
+        preset: "synth-a", "synth-b", "synth-c" or "synth-d".
         root: the folder of the generation; None uses :func:`cache_root`. Default None.
         seed, ids, size: as in :func:`generate`.
 
@@ -1573,6 +1679,18 @@ def synth_b(root=None, seed=0, ids=None, size=(128, 64)):
         >>> load_dataset("synth-b", ids=40).summary()
     """
     return load_synthreid("synth-b", root, seed, ids, size)
+
+
+@register_dataset("synth-d")
+def synth_d(root=None, seed=0, ids=None, size=(128, 64)):
+    """SynthReID synth-d, target domain with a realistic gap (dusk): 6 cameras, 300 ids.
+
+    See the design notes above ``PRESETS``: the target of the EmbAE SynthReID tables.
+
+    Example:
+        >>> load_dataset("synth-d", ids=40).summary()
+    """
+    return load_synthreid("synth-d", root, seed, ids, size)
 
 
 @register_dataset("synth-c")

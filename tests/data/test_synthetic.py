@@ -165,7 +165,7 @@ def test_bad_arguments_name_the_value(tmp_path):
 
 
 def test_registry_generates_once_into_the_cache(tmp_path, monkeypatch):
-    assert {"synth-a", "synth-b", "synth-c"} <= set(DATASETS.names())
+    assert {"synth-a", "synth-b", "synth-c", "synth-d"} <= set(DATASETS.names())
     monkeypatch.setenv("KERAS_REID_HOME", str(tmp_path))
     data = load_dataset("synth-b", ids=IDS, size=SIZE)
     root = tmp_path / "synthreid" / "synth-b-seed0-ids12-64x32"
