@@ -8,18 +8,21 @@ array, instead of a pass of the CNN over every image (see
 ``bench/embae_cache.py`` for the figures); choosing one of the two cached
 views at random each epoch keeps the flip augmentation.
 
-A cache file is a ``.npz`` holding ``features`` (float32 [N, 2, F]: view 0 the
-image, view 1 its mirror), ``paths`` (the table's image paths, in order) and
-``meta`` (JSON): the trunk's architecture and weights hashes, the input size,
-the feature size and the paths' hash. A file that does not match the model
-and the table in all of these is rebuilt, and the reason logged: a cache is
-never reused across trunks, weights or image sizes. Files are written to a
+A cache file is a ``.npz`` holding ``features`` (float32 [N, V, F]; with the
+default views "flip", view 0 the image and view 1 its mirror; with "ten",
+Hermans et al.'s ten test-time views, see :data:`VIEW_SETS`), ``paths`` (the
+table's image paths, in order) and ``meta`` (JSON): the trunk's architecture
+and weights hashes, the input size, the feature size, the views and the paths'
+hash. A file that does not match the model and the table in all of these is
+rebuilt, and the reason logged: a cache is never reused across trunks, weights,
+image sizes or views. Files are written to a
 temporary name and renamed, so an interrupted run leaves no half cache.
 """
 
 import hashlib
 import json
 import logging
+import math
 import os
 import weakref
 import zipfile
@@ -40,6 +43,16 @@ logger = logging.getLogger("keras_reid.training")
 
 CACHE_VERSION = 1
 VIEWS = ("original", "flip")
+# The views a cache can hold, in the order of its axis 1:
+# - "flip": the image resized to the model's size, and its mirror;
+# - "ten": Hermans et al.'s test-time augmentation (In Defense of the Triplet
+#   Loss, Sec. 4.4; used by the EmbAE paper's scores, Sec. 5.1): the image
+#   resized 12.5% larger (288x144 for a 256x128 model), five crops of the
+#   model's size (centre, top-left, top-right, bottom-left, bottom-right),
+#   then the mirror of each, in the same order.
+_CROPS = ("center", "top_left", "top_right", "bottom_left", "bottom_right")
+VIEW_SETS = {"flip": VIEWS, "ten": (*_CROPS, *(f"{crop}_flip" for crop in _CROPS))}
+CROP_PAD = 0.125
 
 
 @dataclass
@@ -47,7 +60,8 @@ class FeatureCache:
     """Trunk features of a table's images.
 
     Attributes:
-        features: float32 [N, 2, F]; ``features[:, 0]`` the images, ``[:, 1]`` their flips.
+        features: float32 [N, V, F]: the views of :data:`VIEW_SETS` (with "flip",
+            ``features[:, 0]`` the images, ``[:, 1]`` their flips).
         paths: the images' paths, in the table's order.
         meta: what the features were computed with (see :func:`trunk_signature`).
         path: the ``.npz`` file.
@@ -142,57 +156,89 @@ def _mismatch(meta, expected):
         return "other trunk weights"
     if meta.get("paths_sha256") != expected["paths_sha256"]:
         return "another list of images"
+    if meta.get("views") != expected["views"]:
+        return f"other views ({len(meta.get('views') or [])} per image)"
     return None
 
 
-# One traced function per stage-1 model, shared by the caches of all its
-# splits: a function per call would be traced again for every split.
-_BOTH_VIEWS = weakref.WeakKeyDictionary()
+def check_views(views):
+    """ReIDError unless ``views`` names one of :data:`VIEW_SETS`."""
+    if views not in VIEW_SETS:
+        raise ReIDError(
+            f"unknown views {views!r}; expected one of: {', '.join(VIEW_SETS)} (the image and "
+            "its mirror, or Hermans et al.'s five crops and their mirrors)."
+        )
+    return views
 
 
-def _both_views(stage1_model, image_size):
-    """A tf.function: images [B, H, W, 3] -> trunk features of each and its flip [B, 2, F]."""
-    if stage1_model not in _BOTH_VIEWS:
+def load_size(image_size, views="flip"):
+    """(height, width) the images are resized to before the views are cut: larger for "ten".
+
+    ceil, not round: round(4.5) == 4 would leave a narrow model no room to crop.
+    """
+    if views == "flip":
+        return tuple(image_size)
+    return tuple(math.ceil(side * (1 + CROP_PAD)) for side in image_size)
+
+
+# One traced function per stage-1 model and view set, shared by the caches of
+# all its splits: a function per call would be traced again for every split.
+_VIEW_FUNCTIONS = weakref.WeakKeyDictionary()
+
+
+def _views_function(stage1_model, image_size, views):
+    """A tf.function: images [B, h, w, 3] -> trunk features of every view [B, V, F]."""
+    functions = _VIEW_FUNCTIONS.setdefault(stage1_model, {})
+    if views not in functions:
         trunk = trunk_model(stage1_model)
+        tta = "flip" if views == "flip" else "five-crop-flip"
+        count = len(VIEW_SETS[views])
+        loaded = load_size(image_size, views)
 
-        @tf.function(input_signature=[tf.TensorSpec([None, *image_size, 3], tf.float32)])
-        def both_views(images):
-            views = tta_views(images, "flip")  # [2, B, H, W, 3]
-            flat = tf.reshape(views, [-1, *image_size, 3])
+        @tf.function(input_signature=[tf.TensorSpec([None, *loaded, 3], tf.float32)])
+        def all_views(images):
+            stacked = tta_views(images, tta, image_size, CROP_PAD)  # [V, B, H, W, 3]
+            flat = tf.reshape(stacked, [-1, *image_size, 3])
             features = tf.cast(trunk(flat, training=False), tf.float32)
-            features = tf.reshape(features, [2, tf.shape(images)[0], -1])
+            features = tf.reshape(features, [count, tf.shape(images)[0], -1])
             return tf.transpose(features, [1, 0, 2])
 
-        _BOTH_VIEWS[stage1_model] = both_views
-    return _BOTH_VIEWS[stage1_model]
+        functions[views] = all_views
+    return functions[views]
 
 
-def extract_trunk_features(stage1_model, paths, batch_size=128, progress=True):
-    """Pooled trunk features of each image and of its horizontal flip: float32 [N, 2, F].
+def extract_trunk_features(stage1_model, paths, batch_size=128, progress=True, views="flip"):
+    """Pooled trunk features of every test-time view of each image: float32 [N, V, F].
 
     Args:
         stage1_model: a stage-1 embedding model (trunk run in inference mode).
         paths: image paths (or a table with a ``path`` column).
-        batch_size: images per forward pass (each pass holds 2x as many views). Default 128.
+        batch_size: images per forward pass (each pass holds V x as many views). Default 128.
         progress: show a progress bar. Default True.
+        views: "flip" (V = 2: the image and its mirror; the default) or "ten"
+            (V = 10: Hermans et al.'s five crops and their mirrors, see :data:`VIEW_SETS`).
 
     Example:
         >>> features = extract_trunk_features(model, market.query)  # [N, 2, 1024]
+        >>> ten = extract_trunk_features(model, market.query, views="ten")  # [N, 10, 1024]
     """
+    check_views(views)
     source = paths
     paths = list(paths["path"]) if hasattr(paths, "columns") else list(paths)
     if not paths:
         raise ReIDError("extract_trunk_features: no images given.")
     image_size = model_image_size(stage1_model)
-    both_views = _both_views(stage1_model, image_size)
-    batches = inference_batches(pd.DataFrame({"path": paths}), image_size, batch_size)
+    all_views = _views_function(stage1_model, image_size, views)
+    batches = inference_batches(
+        pd.DataFrame({"path": paths}), load_size(image_size, views), batch_size
+    )
     chunks = []
     with tqdm(
         total=len(paths), unit="img", desc="trunk features", disable=not progress_wanted(progress)
     ) as bar:
         try:
             for images in batches:
-                chunks.append(both_views(images).numpy())
+                chunks.append(all_views(images).numpy())
                 bar.update(len(chunks[-1]))
         except IMAGE_ERRORS as error:
             raise explain_unreadable(
@@ -201,7 +247,7 @@ def extract_trunk_features(stage1_model, paths, batch_size=128, progress=True):
     return np.concatenate(chunks)
 
 
-def cached_trunk_features(stage1_model, table, path, batch_size=128, progress=True):
+def cached_trunk_features(stage1_model, table, path, batch_size=128, progress=True, views="flip"):
     """The trunk features of ``table``'s images from ``path``, (re)built when they do not fit.
 
     The file is reused only if it was made by a trunk with the same
@@ -214,6 +260,8 @@ def cached_trunk_features(stage1_model, table, path, batch_size=128, progress=Tr
         path: the ``.npz`` cache file; its folder is created.
         batch_size: images per forward pass. Default 128.
         progress: show a progress bar while extracting. Default True.
+        views: the test-time views cached, "flip" (default) or "ten"
+            (:data:`VIEW_SETS`); a file of other views is rebuilt.
 
     Returns:
         a :class:`FeatureCache`.
@@ -223,13 +271,14 @@ def cached_trunk_features(stage1_model, table, path, batch_size=128, progress=Tr
         >>> cache.features.shape
         (12936, 2, 1024)
     """
+    check_views(views)
     paths = np.asarray(table["path"].astype(str).tolist(), dtype=str)
     if len(paths) == 0:
         raise ReIDError(f"feature cache {path}: the table is empty.")
     expected = {
         "version": CACHE_VERSION,
         "trunk": trunk_signature(stage1_model),
-        "views": list(VIEWS),
+        "views": list(VIEW_SETS[views]),
         "count": len(paths),
         "paths_sha256": paths_hash(paths),
     }
@@ -244,7 +293,7 @@ def cached_trunk_features(stage1_model, table, path, batch_size=128, progress=Tr
         logger.warning("feature cache: rebuilding %s: it was made with %s", path, reason)
     else:
         logger.info("feature cache: building %s (%s)", path, reason)
-    features = extract_trunk_features(stage1_model, table, batch_size, progress)
+    features = extract_trunk_features(stage1_model, table, batch_size, progress, views)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temporary = f"{path}.tmp-{os.getpid()}"
     try:
