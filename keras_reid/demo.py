@@ -68,7 +68,7 @@ CONFIG = {
     "pretrain": {"epochs": 30, "learning_rate": 1.0e-3},
     "finetune_nui": {"epochs": 10, "learning_rate": 1.0e-3},
     "finetune": {"epochs": 20, "learning_rate": 1.0e-3},
-    "variants": ["all", "fix_nui", "new_nui", "dataset_nui", "cam_nui"],
+    "variants": ["all", "fix_nui", "new_nui", "dataset_nui", "cam_nui", "bn_adapt"],
     "train": {"seed": 0, "verbose": 2},
 }
 

@@ -399,15 +399,15 @@ def results_markdown(results):
     return score_table(results.set_index("model"))
 
 
-def write_score_results(results, out, title="EmbAE"):
-    """results.csv, results.md and results.png of a scores table in ``out``, written atomically.
+def write_score_results(results, out, title="EmbAE", name="results"):
+    """{name}.csv, .md and .png of a scores table in ``out``, written atomically.
 
     ``results`` has a "model" column, one row per model (the first, "baseline",
     is the reference of the changes in brackets) and the :data:`SCORE_COLUMNS`.
     """
-    write_text(os.path.join(out, "results.csv"), results.to_csv(index=False))
-    write_text(os.path.join(out, "results.md"), results_markdown(results))
-    plot_scores(results, os.path.join(out, "results.png"), SCORE_COLUMNS, title)
+    write_text(os.path.join(out, f"{name}.csv"), results.to_csv(index=False))
+    write_text(os.path.join(out, f"{name}.md"), results_markdown(results))
+    plot_scores(results, os.path.join(out, f"{name}.png"), SCORE_COLUMNS, title)
 
 
 def brief_scores(row, baseline=None):

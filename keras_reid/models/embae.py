@@ -235,6 +235,35 @@ def with_nuisance_groups(model, groups, reset=False):
     return new
 
 
+def adapt_embedding_statistics(model, features):
+    """Re-estimate f_emb's BatchNorm statistics on ``features``; change nothing else.
+
+    The control of EmbAE's fine-tuning ("bn_adapt"): training θ_emb on the
+    target re-estimates "embedding_bn"'s moving mean and variance there, which
+    alone can give part of the gain (AdaBN; Li et al., "Revisiting Batch
+    Normalization For Practical Domain Adaptation", 2016). Here the statistics
+    are set to the exact mean and (biased, as BatchNormalization's own
+    batch) variance of the BatchNorm's input over every row and view of
+    ``features``; every weight but those two is left as it was.
+
+    Args:
+        model: an EmbAE model (:func:`build_embae_model`) or a stage-1 embedding
+            model whose head is "embedding_fc1" ... "embedding".
+        features: cached trunk features, [N, F] or [N, V, F] (every view counts).
+
+    Example:
+        >>> adapt_embedding_statistics(control, target_train_features)
+    """
+    rows = features.reshape(-1, features.shape[-1])
+    x = model.get_layer("embedding_fc1")(rows)
+    if head_order(model) == "relu_bn":
+        x = model.get_layer("embedding_relu")(x)
+    x = keras.ops.convert_to_numpy(x).astype("float64")
+    bn = model.get_layer("embedding_bn")
+    bn.moving_mean.assign(x.mean(axis=0).astype("float32"))
+    bn.moving_variance.assign(x.var(axis=0).astype("float32"))
+
+
 def build_embae_inference_model(stage1_model, ae_model):
     """One functional model: images (+ group) -> {"embedding": z_id, "nuisance": z_nui}.
 

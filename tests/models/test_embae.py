@@ -12,6 +12,7 @@ import pytest
 from keras_reid.errors import ReIDError
 from keras_reid.models import build_embedding_model
 from keras_reid.models.embae import (
+    adapt_embedding_statistics,
     build_embae_inference_model,
     build_embae_model,
     copy_stage1_head,
@@ -239,3 +240,32 @@ def test_paper_head_order_carries_through_autoencoder_and_inference_model():
     trinet_order = build_embae_model(256, embedding_dim=16, nui_dim=8)
     with pytest.raises(ReIDError, match="'head_order': 'relu_bn'.*'head_order': 'bn_relu'"):
         copy_stage1_head(paper, trinet_order)
+
+
+@pytest.mark.parametrize("order", ["bn_relu", "relu_bn"])
+def test_bn_adapt_changes_only_the_embedding_batchnorm_statistics(order):
+    """The control sets f_emb's BN moving mean/variance to the target's, exactly; nothing else."""
+    keras.utils.set_random_seed(0)
+    model = build_embae_model(32, embedding_dim=4, nui_dim=4, groups=2, hidden=16, head_order=order)
+    before = {w.path: keras.ops.convert_to_numpy(w.value).copy() for w in model.weights}
+    features = np.random.default_rng(0).normal(0.5, 2.0, (50, 2, 32)).astype("float32")
+    adapt_embedding_statistics(model, features)
+
+    # The BatchNorm's input by hand: every image and view, fc1 (then ReLU in the paper's order).
+    w1, b1 = model.get_layer("embedding_fc1").get_weights()
+    rows = features.reshape(100, 32).astype("float64")
+    hidden = rows @ w1 + b1
+    if order == "relu_bn":
+        hidden = np.maximum(hidden, 0.0)
+    expected = {
+        "embedding_bn/moving_mean": hidden.mean(axis=0),
+        "embedding_bn/moving_variance": ((hidden - hidden.mean(axis=0)) ** 2).mean(axis=0),
+    }
+    for weight in model.weights:
+        value = keras.ops.convert_to_numpy(weight.value)
+        if weight.path in expected:
+            np.testing.assert_allclose(value, expected[weight.path], rtol=1e-4, atol=1e-5)
+            assert not np.allclose(value, before[weight.path])
+        else:
+            np.testing.assert_array_equal(value, before[weight.path], err_msg=weight.path)
+    assert set(expected) <= {w.path for w in model.weights}

@@ -213,9 +213,14 @@ def test_tiny_run_of_every_variant(run, tiny_synth):
     assert sorted(p.name for p in (out / "cache").iterdir()) == [
         "synth-a_train.npz",
         "synth-b_gallery.npz",
+        "synth-b_gallery_ten.npz",
         "synth-b_query.npz",
+        "synth-b_query_ten.npz",
         "synth-b_train.npz",
     ]
+    ten = pd.read_csv(out / "results_ten_views.csv")
+    assert list(ten.model) == ["baseline", *VARIANTS]
+    assert (out / "results_ten_views.md").is_file() and (out / "results_ten_views.png").is_file()
     source_cameras = read_market_layout(tiny_synth["synth-a"], "synth-a").train.camid.nunique()
     target_cameras = read_market_layout(tiny_synth["synth-b"], "synth-b").train.camid.nunique()
     expected_groups = {
@@ -227,6 +232,7 @@ def test_tiny_run_of_every_variant(run, tiny_synth):
         "new_nui": 1,
         "dataset_nui": 2,
         "cam_nui": source_cameras + target_cameras,
+        "bn_adapt": 1,
     }
     for folder, groups in expected_groups.items():
         recorded = json.loads((out / folder / "groups.json").read_text())
@@ -252,6 +258,40 @@ def test_baseline_is_the_stage1_model_on_images(run, tiny_synth):
     baseline = results.set_index("model").loc["baseline"]
     for name in ("rank1", "rank1_nd", "mAP", "mAP_nd"):
         assert baseline[name] == pytest.approx(row[name], abs=1e-6)
+
+
+def test_ten_view_scores_are_hermans_test_time_augmentation_on_images(run, tiny_synth):
+    """results_ten_views: the stage-1 model on images with five crops and their flips."""
+    _, out, _ = run
+    target = read_market_layout(tiny_synth["synth-b"], "synth-b")
+    stage1 = keras.models.load_model(out / "embedding" / "model.keras")
+    row = evaluate_model(stage1, target, tta="five-crop-flip", progress=False).iloc[0]
+    scored = pd.read_csv(out / "results_ten_views.csv").set_index("model").loc["baseline"]
+    for name in ("rank1", "rank1_nd", "mAP", "mAP_nd"):
+        assert scored[name] == pytest.approx(row[name], abs=1e-6)
+
+
+def test_bn_adapt_is_the_stage1_head_with_target_statistics(run):
+    """The control row: stage-1 f_emb weights, BN statistics of the target's train features."""
+    _, out, _ = run
+    stage1 = keras.models.load_model(out / "embedding" / "model.keras")
+    control = keras.models.load_model(out / "bn_adapt" / "model.keras")
+    for name in ("embedding_fc1", "embedding"):
+        for got, want in zip(
+            control.get_layer(name).get_weights(), stage1.get_layer(name).get_weights(), strict=True
+        ):
+            np.testing.assert_array_equal(got, want)
+    gamma, beta, mean, variance = control.get_layer("embedding_bn").get_weights()
+    s_gamma, s_beta, s_mean, _ = stage1.get_layer("embedding_bn").get_weights()
+    np.testing.assert_array_equal(gamma, s_gamma)
+    np.testing.assert_array_equal(beta, s_beta)
+    with np.load(out / "cache" / "synth-b_train.npz") as cache:
+        features = cache["features"].reshape(-1, cache["features"].shape[-1])
+    w1, b1 = stage1.get_layer("embedding_fc1").get_weights()
+    hidden = features.astype("float64") @ w1 + b1  # TriNet's order: the BN reads fc1
+    np.testing.assert_allclose(mean, hidden.mean(axis=0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(variance, hidden.var(axis=0), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(mean, s_mean)
 
 
 def test_inference_export_gives_the_variants_embedding(run, tiny_synth):
@@ -293,7 +333,7 @@ def test_model_path_skips_stage1_and_shares_the_cache(run, tiny_synth, tmp_path,
     with caplog.at_level(logging.INFO, logger="keras_reid.training"):
         again = train_embae(config, str(tmp_path / "run"))
     assert not (tmp_path / "run" / "embedding").exists()
-    assert "building" not in caplog.text and caplog.text.count("reusing") == 4
+    assert "building" not in caplog.text and caplog.text.count("reusing") == 6  # 4 flip + 2 ten-view files
     assert list(again.model) == ["baseline", "fix_nui"]
     assert again.iloc[0].equals(results.iloc[0])
 

@@ -27,11 +27,17 @@ Transfer Learning". The recipe, as :func:`train_embae` runs it:
                  dataset    dataset
    cam_nui       per        as new_nui, with a new θ_nui for each target
                  camera     camera
+   bn_adapt      none       the control: the stage-1 head with only its
+                            BatchNorm statistics re-estimated on the
+                            target (what fine-tuning θ_emb gives without
+                            the reconstruction loss)
    ============  =========  ==============================================
 
 5. Scoring as in the paper's tables: Rank-1, mAP and their "-nd" forms (same-camera gallery
    items ignored) on the target's query/gallery, z_id averaged over the image
-   and its flip and L2-normalised; the baseline row is the stage-1 embedding.
+   and its flip (results.*) and over Hermans et al.'s ten views, five crops and
+   their mirrors (results_ten_views.*, the paper's test-time augmentation), and
+   L2-normalised; the baseline row is the stage-1 embedding.
 
 Datasets without camera ids (camid -1): fix_nui, new_nui and dataset_nui
 still run; cam_nui cannot pick a θ_nui for such images. Asked for alone it
@@ -55,7 +61,7 @@ pretrain       :class:`StageOptions` of stage 3
 finetune       :class:`StageOptions` of the θ_emb/θ_dec part of stage 4
 finetune_nui   :class:`StageOptions` of the new-θ_nui part of stage 4
 variants       a list of ``VARIANTS`` (default: all of them)
-train          :class:`RunOptions` (seed, verbose, export_inference)
+train          :class:`RunOptions` (seed, verbose, export_inference, ten_views)
 =============  ===============================================================
 
 Outputs in ``out``: config.yaml; embedding/ (stage 1); cache/*.npz;

@@ -25,8 +25,10 @@ SECTIONS = (
 )
 
 
-VARIANTS = ("all", "fix_nui", "new_nui", "dataset_nui", "cam_nui")
-# How each variant holds θ_nui, i.e. which pre-trained autoencoder it starts from.
+VARIANTS = ("all", "fix_nui", "new_nui", "dataset_nui", "cam_nui", "bn_adapt")
+# How each autoencoder variant holds θ_nui, i.e. which pre-trained autoencoder it
+# starts from. "bn_adapt", the control, has no autoencoder: the stage-1 head
+# with its BatchNorm statistics re-estimated on the target.
 VARIANT_NUI = {
     "all": "common",
     "fix_nui": "common",
@@ -86,11 +88,15 @@ class RunOptions:
         verbose: Keras' progress output (1 bars, 2 a line per epoch, 0 silent). Default 1.
         export_inference: also save each variant as one images -> {embedding,
             nuisance} model (inference.keras). Default True.
+        ten_views: also score every row with Hermans et al.'s ten test-time
+            views (five crops and their mirrors; results_ten_views.*), beside the
+            image and its mirror (results.*). Default True.
     """
 
     seed: int = 0
     verbose: int = 1
     export_inference: bool = True
+    ten_views: bool = True
 
 
 @dataclass

@@ -16,7 +16,12 @@ import pandas as pd
 from keras_reid.config import call_section, check_run_dir, check_sections, prepare_run_dir
 from keras_reid.errors import ReIDError
 from keras_reid.models import build_model
-from keras_reid.models.embae import build_embae_model, copy_stage1_head, stage1_dimensions
+from keras_reid.models.embae import (
+    adapt_embedding_statistics,
+    build_embae_model,
+    copy_stage1_head,
+    stage1_dimensions,
+)
 from keras_reid.models.embedding import head_order
 from keras_reid.reporting import brief_scores, load_keras_model, write_score_results
 from keras_reid.training.embae.config import (
@@ -156,28 +161,41 @@ def train_embae(config, out, resume=False):
     logger.info("EmbAE: trunk features (each image and its flip) into the feature cache")
     cache_dir = cache_options.dir or os.path.join(out, "cache")
 
-    def cached(dataset, split):
+    def cached(dataset, split, views="flip"):
         table = dataset.splits()[split]
-        path = os.path.join(cache_dir, f"{dataset.name}_{split}.npz")
+        suffix = "" if views == "flip" else f"_{views}"
+        path = os.path.join(cache_dir, f"{dataset.name}_{split}{suffix}.npz")
         return cached_trunk_features(
-            stage1, table, path, cache_options.batch_size, progress=options.verbose == 1
+            stage1, table, path, cache_options.batch_size, options.verbose == 1, views
         ).features
 
     sources = {d.name: (d.train, cached(d, "train")) for d in data.sources}
     target = data.target
     target_train = cached(target, "train")
-    query, gallery = cached(target, "query"), cached(target, "gallery")
+    # The test-time views scored: the image and its mirror (results.*), and
+    # Hermans et al.'s ten views (results_ten_views.*), as the paper's scores.
+    tests = {"flip": (cached(target, "query"), cached(target, "gallery"))}
+    if options.ten_views:
+        tests["ten"] = (cached(target, "query", "ten"), cached(target, "gallery", "ten"))
+    rows = {views: [] for views in tests}
+
+    def add_row(name, model):
+        for views, (query, gallery) in tests.items():
+            scores = score(model, query, gallery, target.query, target.gallery)
+            rows[views].append({"model": name, **scores})
+        baseline = None if name == "baseline" else rows["flip"][0]
+        logger.info(f"EmbAE {name} on {target.name}: {brief_scores(rows['flip'][-1], baseline)}")
 
     def fresh(groups):
         model = build_embae_model(**sizes, groups=groups, **autoencoder)
         copy_stage1_head(stage1, model)
         return model
 
-    rows = [{"model": "baseline", **score(fresh(1), query, gallery, target.query, target.gallery)}]
-    logger.info(f"EmbAE baseline (stage-1 embedding) on {target.name}: {brief_scores(rows[0])}")
+    add_row("baseline", fresh(1))
 
     pretrained = {}
-    for step, nui in enumerate(dict.fromkeys(VARIANT_NUI[v] for v in variants)):
+    needed = dict.fromkeys(VARIANT_NUI[v] for v in variants if v in VARIANT_NUI)
+    for step, nui in enumerate(needed):
         folder = os.path.join(out, f"pretrain_{nui}")
         keys = group_keys(nui, {name: table for name, (table, _) in sources.items()})
         model = finished_stage(folder, resume)
@@ -188,24 +206,35 @@ def train_embae(config, out, resume=False):
             save_stage(folder, model, nui, keys)
         pretrained[nui] = (model, keys)
 
+    export = stage1 if options.export_inference else None
     for step, variant in enumerate(variants):
-        nui = VARIANT_NUI[variant]
         folder = os.path.join(out, variant)
         model = finished_stage(folder, resume, inference=options.export_inference)
-        if model is None:
+        if model is None and variant == "bn_adapt":
+            logger.info(
+                f"EmbAE control [bn_adapt] on {target.name}: the stage-1 head with its "
+                "BatchNorm statistics re-estimated on the target, nothing else trained"
+            )
+            model = fresh(1)
+            adapt_embedding_statistics(model, target_train)
+            save_stage(folder, model, "common", ["common"], export)
+        elif model is None:
+            nui = VARIANT_NUI[variant]
             seed = options.seed + 200 + 10 * step
             stages = (finetune_stage, finetune_nui_stage)
             model = finetune(
                 variant, pretrained[nui], target, target_train, stages, options, folder, seed
             )
             keys = target_keys(nui, pretrained[nui][1], target)
-            save_stage(folder, model, nui, keys, stage1 if options.export_inference else None)
-        rows.append(
-            {"model": variant, **score(model, query, gallery, target.query, target.gallery)}
-        )
-        logger.info(f"EmbAE {variant} on {target.name}: {brief_scores(rows[-1], rows[0])}")
+            save_stage(folder, model, nui, keys, export)
+        add_row(variant, model)
 
-    results = pd.DataFrame(rows, columns=["model", *SCORES])
-    sources_text = " + ".join(sources)
-    write_score_results(results, out, f"EmbAE {sources_text} -> {target.name}")
+    title = f"EmbAE {' + '.join(sources)} -> {target.name}"
+    tables = {
+        views: pd.DataFrame(found, columns=["model", *SCORES]) for views, found in rows.items()
+    }
+    if "ten" in tables:
+        write_score_results(tables["ten"], out, f"{title}, ten views", name="results_ten_views")
+    write_score_results(tables["flip"], out, title)
+    results = tables["flip"]
     return results
