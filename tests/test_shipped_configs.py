@@ -124,3 +124,30 @@ def test_a_shipped_pul_config_names_valid_things(path, monkeypatch):
     assert {"pul_synth.yaml", "pul_synth_from_embedding.yaml", "pul_duke_market.yaml"} <= {
         os.path.basename(p) for p in PUL
     }
+
+
+EMBAE = sorted(glob.glob(os.path.join(CONFIGS, "embae_*.yaml")))
+
+
+@pytest.mark.parametrize("path", EMBAE, ids=os.path.basename)
+def test_a_shipped_embae_config_names_valid_things(path, monkeypatch):
+    # Stage 1 is a shared-path run on data.sources, validated on the target.
+    from keras_reid.training.embae import SECTIONS as EMBAE_SECTIONS
+    from keras_reid.training.embae.config import (
+        autoencoder_options,
+        check_variants,
+        stage_options,
+    )
+
+    monkeypatch.setenv("REID_DATA", "/data")
+    config = load_config(path)
+    check_sections(config, EMBAE_SECTIONS)
+    check_variants(config.get("variants"))
+    autoencoder_options(config)
+    for section in ("pretrain", "finetune", "finetune_nui"):
+        stage_options(config, section)
+    data = {"train": config["data"]["sources"], "val": config["data"]["target"]}
+    check_stage({**embedding_config(config["embedding"]), "data": data})
+    assert {"embae_synth.yaml", "embae_synth_gap.yaml", "embae_synth_gap_multi.yaml"} <= {
+        os.path.basename(p) for p in EMBAE
+    }

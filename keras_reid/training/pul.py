@@ -39,7 +39,10 @@ The run folder holds config.yaml, start/ (when trained here),
 pseudo_labels/iter_t.csv (every target train image's cluster, whether it was
 selected, whether it is a center), iter_t/ (a complete run folder of the
 shared path each) and results.csv/.md/.png: the start model's and every
-iteration's Rank-1, Rank-1-nd, mAP and mAP-nd on the target's query/gallery.
+iteration's Rank-1, Rank-1-nd, mAP and mAP-nd on the target's query/gallery
+with the image and its mirror; results_ten_views.* the same with Hermans et
+al.'s ten views (five crops and their mirrors). Both are written when the
+last iteration is done.
 
 Example::
 
@@ -459,9 +462,13 @@ def reliable_dataset(target, table, t):
     return ReIDDataset(name, train_table, target.query, target.gallery)
 
 
-def score_row(model, target, name, t, threshold=None, table=None):
-    """A results row: the model's target scores (flip TTA, L2-normalised), selection counts."""
-    scores = evaluate_model(model, target, tta="flip", normalize=True, progress=False).iloc[0]
+def score_row(model, target, name, t, threshold=None, table=None, tta="flip"):
+    """A results row: the model's target scores (L2-normalised), selection counts.
+
+    ``tta``: "flip" (the image and its mirror) or "five-crop-flip" (Hermans et
+    al.'s ten views, as the EmbAE paper scores).
+    """
+    scores = evaluate_model(model, target, tta=tta, normalize=True, progress=False).iloc[0]
     selected = table[table["selected"]] if table is not None else None
     return {
         "model": name,
@@ -479,13 +486,13 @@ def results_frame(rows):
     return frame.astype({"selected": "Int64", "clusters_used": "Int64"})
 
 
-def write_results(results, out, title):
-    """results.csv, results.md (changes over the start row) and results.png, atomically."""
-    write_text(os.path.join(out, "results.csv"), results.to_csv(index=False))
+def write_results(results, out, title, name="results"):
+    """{name}.csv, .md (changes over the start row) and .png, atomically."""
+    write_text(os.path.join(out, f"{name}.csv"), results.to_csv(index=False))
     write_text(
-        os.path.join(out, "results.md"), score_table(results.set_index("model"), None, "start")
+        os.path.join(out, f"{name}.md"), score_table(results.set_index("model"), None, "start")
     )
-    plot_scores(results, os.path.join(out, "results.png"), SCORE_COLUMNS, title)
+    plot_scores(results, os.path.join(out, f"{name}.png"), SCORE_COLUMNS, title)
 
 
 def train_pul(config, out, resume=False):
@@ -537,6 +544,7 @@ def train_pul(config, out, resume=False):
     os.makedirs(labels_dir, exist_ok=True)
     title = f"PUL -> {target.name}"
     rows = [score_row(start, target, "start", 0)]
+    rows_ten = [score_row(start, target, "start", 0, tta="five-crop-flip")]
     logger.info("PUL start model on %s: %s", target.name, brief_scores(rows[0]))
     current = start
     for t in range(1, options.iterations + 1):
@@ -590,9 +598,11 @@ def train_pul(config, out, resume=False):
                 make_model=make_model,
             )
         rows.append(score_row(model, target, f"pul_{t}", t, threshold, table))
+        rows_ten.append(score_row(model, target, f"pul_{t}", t, threshold, table, "five-crop-flip"))
         logger.info("PUL iteration %d on %s: %s", t, target.name, brief_scores(rows[-1], rows[0]))
-        write_results(results_frame(rows), out, title)
         current = model
+    # Written once, at the end: results.csv marks a finished run (table scripts skip it).
     results = results_frame(rows)
+    write_results(results_frame(rows_ten), out, f"{title}, ten views", "results_ten_views")
     write_results(results, out, title)
     return results

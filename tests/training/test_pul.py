@@ -185,6 +185,27 @@ def test_a_tiny_run_writes_the_rows_and_k_way_classifiers(tiny_run):
     assert "pul_2" in stdout
 
 
+def test_ten_view_scores_are_hermans_test_time_augmentation(tiny_run, tiny_synth):
+    """results_ten_views: the same rows scored with five crops and their mirrors."""
+    import keras
+
+    from keras_reid.data.market1501 import read_market_layout
+    from keras_reid.reporting import evaluate_model
+
+    out, _ = tiny_run
+    ten = pd.read_csv(out / "results_ten_views.csv")
+    flip = pd.read_csv(out / "results.csv")
+    assert ten["model"].tolist() == flip["model"].tolist()
+    pd.testing.assert_frame_equal(ten[["selected", "threshold"]], flip[["selected", "threshold"]])
+    target = read_market_layout(tiny_synth["synth-b"], "synth-b")
+    for name, path in (("start", "start"), ("pul_2", "iter_2")):
+        model = keras.models.load_model(out / path / "model.keras")
+        row = evaluate_model(model, target, tta="five-crop-flip", progress=False).iloc[0]
+        scored = ten.set_index("model").loc[name]
+        for score in ("rank1", "rank1_nd", "mAP", "mAP_nd"):
+            assert scored[score] == pytest.approx(row[score], abs=1e-6), (name, score)
+
+
 def test_resume_reuses_the_finished_iterations(tiny_run, tiny_synth):
     out, _ = tiny_run
     before = {t: os.path.getmtime(out / f"iter_{t}" / "model.keras") for t in (1, 2)}
