@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_reid.errors import ReIDError
+from keras_reid.errors import check_one_of
 from keras_reid.layers.classification import ClassificationHead
 from keras_reid.models.backbones import build_backbone
 from keras_reid.models.registry import check_num_classes, register_model
@@ -15,13 +15,9 @@ HEAD_ORDERS = ("bn_relu", "relu_bn")
 
 
 def check_head_order(order):
-    """ReIDError unless ``order`` is one of ``HEAD_ORDERS``."""
-    if order not in HEAD_ORDERS:
-        raise ReIDError(
-            f"unknown head_order {order!r}; expected one of: {', '.join(HEAD_ORDERS)} "
-            "(TriNet's BatchNorm before ReLU, or the EmbAE paper's ReLU before BatchNorm)."
-        )
-    return order
+    """``order`` when it is one of ``HEAD_ORDERS``, else a ReIDError."""
+    hint = "TriNet's BatchNorm before ReLU, or the EmbAE paper's ReLU before BatchNorm"
+    return check_one_of("head_order", order, HEAD_ORDERS, hint)
 
 
 def head_order(model, name="embedding"):

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from keras_reid._quiet import progress_wanted
 from keras_reid.data.pipeline import IMAGE_ERRORS, explain_unreadable, inference_batches
-from keras_reid.errors import ReIDError
+from keras_reid.errors import ReIDError, check_one_of
 from keras_reid.inference import model_image_size, tta_views
 
 logger = logging.getLogger("keras_reid.training")
@@ -162,13 +162,9 @@ def _mismatch(meta, expected):
 
 
 def check_views(views):
-    """ReIDError unless ``views`` names one of :data:`VIEW_SETS`."""
-    if views not in VIEW_SETS:
-        raise ReIDError(
-            f"unknown views {views!r}; expected one of: {', '.join(VIEW_SETS)} (the image and "
-            "its mirror, or Hermans et al.'s five crops and their mirrors)."
-        )
-    return views
+    """``views`` when it names one of :data:`VIEW_SETS`, else a ReIDError."""
+    hint = "the image and its mirror, or Hermans et al.'s five crops and their mirrors"
+    return check_one_of("views", views, tuple(VIEW_SETS), hint)
 
 
 def load_size(image_size, views="flip"):

@@ -159,3 +159,11 @@ def test_ten_views_are_hermans_five_crops_and_their_mirrors(lively, tmp_path):
     flip_path = str(tmp_path / "flip.npz")
     cached_trunk_features(model, pd.DataFrame(table), flip_path)
     assert cached_trunk_features(model, pd.DataFrame(table), flip_path, views="ten").built
+
+
+def test_unknown_views_are_refused(model, table, tmp_path):
+    from keras_reid.errors import ReIDError
+
+    with pytest.raises(ReIDError, match=r"unknown views 'nine'; expected one of: flip, ten"):
+        cached_trunk_features(model, table, str(tmp_path / "x.npz"), views="nine")
+    assert not os.listdir(tmp_path)
