@@ -36,7 +36,8 @@ run() {
         >> "$out.log" 2>&1 || { echo "error: $out failed; see $out.log" >&2; return 1; }
 }
 
-setting_queue() {
+# The EmbAE runs of a setting (stage 1, then EmbAE from it), seed by seed.
+embae_runs() {
     local setting=$1 sources=$2 suffix=$3 seed stage1
     for seed in $seeds; do
         stage1=$runs/stage1_${setting}_s$seed
@@ -44,6 +45,14 @@ setting_queue() {
             "model.weights=$weights" "data.train=$sources" "train.seed=$seed"
         run embae "$runs/embae_${setting}_s$seed" results.csv "embae_synth_gap$suffix.yaml" \
             "embedding.model_path=$stage1/model.keras" "train.seed=$seed"
+    done
+}
+
+# The PUL runs of a setting (from the stage-1 embedding; baseline PUL), seed by seed.
+pul_runs() {
+    local setting=$1 suffix=$2 seed stage1
+    for seed in $seeds; do
+        stage1=$runs/stage1_${setting}_s$seed
         run pul "$runs/pulemb_${setting}_s$seed" results.csv pul_synth_gap_from_embedding.yaml \
             "start.model_path=$stage1/model.keras" "train.seed=$seed"
         run pul "$runs/pul_${setting}_s$seed" results.csv "pul_synth_gap$suffix.yaml" \
@@ -52,8 +61,9 @@ setting_queue() {
 }
 
 mkdir -p "$runs"
-setting_queue one "[synth-a]" "" & first=$!
-setting_queue two "[synth-a,synth-c]" _multi & second=$!
+# EmbAE's rows first (every seed), then PUL's: a stopped table has its main rows.
+{ embae_runs one "[synth-a]" "" && pul_runs one ""; } & first=$!
+{ embae_runs two "[synth-a,synth-c]" _multi && pul_runs two _multi; } & second=$!
 status=0
 wait "$first" || status=1
 wait "$second" || status=1
