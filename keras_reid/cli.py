@@ -58,6 +58,23 @@ def _filter_stderr():
     return restore
 
 
+def _silence_fd2():
+    """After a failed command's last line, send fd 2 to /dev/null until the process ends.
+
+    tf.data's decoder threads can still be working through the batches queued
+    before the error, and they write their complaints ("Premature end of JPEG
+    data") straight to fd 2: after the filter is gone, they would land after
+    the one-line error.
+    """
+    try:
+        sys.stderr.flush()
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+    except OSError:
+        pass
+
+
 def _tensorflow_errors():
     """TensorFlow's errors about files and resources: the user's to fix, not a bug of ours."""
     if "tensorflow" not in sys.modules:
@@ -402,18 +419,23 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from keras_reid.errors import ReIDError
 
+    failed = False
     try:
         args.func(args)
     except (ReIDError, OSError, MemoryError) + _tensorflow_errors() as error:
         if args.debug:
             raise
+        failed = True
         print(f"keras-reid {args.command}: error: {describe_error(error)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
+        failed = True
         print(f"keras-reid {args.command}: interrupted", file=sys.stderr)
         return 130
     finally:
         restore()
+        if failed and not args.debug:
+            _silence_fd2()
     return 0
 
 
