@@ -205,11 +205,9 @@ def report(frame):
                     )
                 )
             claim_frame = rows.assign(trunk=setting, name="synth-d")
-            parts.append(
-                "\nClaims, paired by seed (a − b):\n\n"
-                + differences_table(claim_frame, claims(rows))
-                + "\n"
-            )
+            table = differences_table(claim_frame, claims(rows), scores=SCORE_COLUMNS)
+            table = table.replace("| trunk |", "| sources |", 1)
+            parts.append("\nClaims, paired by seed (a − b):\n\n" + table + "\n")
         if set(shown["setting"]) == {"one", "two"}:
             parts.append(
                 f"### Gains with one source and with two, {title}\n\n" + shrink_table(shown) + "\n"

@@ -90,7 +90,14 @@ DIEN_CLAIMS = (
 )
 DIEN_SCORES = ("rank1", "rank5", "rank10", "mAP")
 SCORES_FILE = "scores.csv"
-TABLE_SCORES = {"mAP": "mAP", "rank1": "r=1", "rank5": "r=5", "rank10": "r=10"}
+TABLE_SCORES = {
+    "mAP": "mAP",
+    "rank1": "r=1",
+    "rank5": "r=5",
+    "rank10": "r=10",
+    "rank1_nd": "r=1-nd",
+    "mAP_nd": "mAP-nd",
+}
 
 
 def _read_config(run):
