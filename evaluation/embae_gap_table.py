@@ -163,7 +163,7 @@ def shrink_table(frame):
         *((v, "baseline") for v in VARIANTS),
         ("fine-tuned PUL", "baseline PUL"),
     ]:
-        for score in ("rank1", "mAP"):
+        for score in SCORE_COLUMNS:
             try:
                 a, b = gains(one, method, reference, score), gains(two, method, reference, score)
             except KeyError:
