@@ -76,6 +76,8 @@ def test_embae_gap_table_pairs_by_seed_and_compares_settings(tmp_path, capsys):
     # half-width 12.706 * 0.00707 / sqrt(2) = 0.0635.
     assert "| one | cam_nui > fix_nui | 2 | +0.055 [-0.009, +0.119] |" in text
     assert "| sources | claim a > b | seeds | r=1 a − b [95% CI] | r=1-nd a − b" in text
+    # Gains over each method's own start: cam_nui 0.10 and 0.11, PUL 0.03 and 0.04.
+    assert "| one | gain: cam_nui > gain: fine-tuned PUL | 2 | +0.070 [+0.070, +0.070] |" in text
     # Ten views: every Rank-1 0.01 higher, so the baseline mean is 0.460.
     assert "| baseline | 2 | 0.460 ± 0.071 |" in text
     # Gains shrink: cam_nui gains one source 0.10, 0.11; two 0.04, 0.05: one − two = 0.06,
