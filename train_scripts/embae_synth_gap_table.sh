@@ -22,28 +22,15 @@ check_table_arguments "$0" "$@"
 runs=$1
 weights=$2
 seeds=${SEEDS:-0 1 2 3 4}
-configs=$here/configs
-
-# run RECIPE OUT DONE_FILE CONFIG [overrides...]: skip when DONE_FILE exists,
-# resume an interrupted run, log beside the run folder.
-run() {
-    local recipe=$1 out=$2 done=$3 config=$4
-    shift 4
-    [[ -f $out/$done ]] && return 0
-    local resume=()
-    [[ -d $out ]] && resume=(--resume)
-    keras-reid train "$recipe" --config "$configs/$config" --out "$out" "${resume[@]}" "$@" \
-        >> "$out.log" 2>&1 || { echo "error: $out failed; see $out.log" >&2; return 1; }
-}
 
 # The EmbAE runs of a setting (stage 1, then EmbAE from it), seed by seed.
 embae_runs() {
     local setting=$1 sources=$2 suffix=$3 seed stage1
     for seed in $seeds; do
         stage1=$runs/stage1_${setting}_s$seed
-        run embedding "$stage1" model.keras embedding_synth_imagenet.yaml \
+        run_one embedding "$stage1" model.keras embedding_synth_imagenet.yaml \
             "model.weights=$weights" "data.train=$sources" "train.seed=$seed"
-        run embae "$runs/embae_${setting}_s$seed" results.csv "embae_synth_gap$suffix.yaml" \
+        run_one embae "$runs/embae_${setting}_s$seed" results.csv "embae_synth_gap$suffix.yaml" \
             "embedding.model_path=$stage1/model.keras" "train.seed=$seed"
     done
 }
@@ -53,9 +40,9 @@ pul_runs() {
     local setting=$1 suffix=$2 seed stage1
     for seed in $seeds; do
         stage1=$runs/stage1_${setting}_s$seed
-        run pul "$runs/pulemb_${setting}_s$seed" results.csv pul_synth_gap_from_embedding.yaml \
+        run_one pul "$runs/pulemb_${setting}_s$seed" results.csv pul_synth_gap_from_embedding.yaml \
             "start.model_path=$stage1/model.keras" "train.seed=$seed"
-        run pul "$runs/pul_${setting}_s$seed" results.csv "pul_synth_gap$suffix.yaml" \
+        run_one pul "$runs/pul_${setting}_s$seed" results.csv "pul_synth_gap$suffix.yaml" \
             "start.train.model.weights=$weights" "train.seed=$seed"
     done
 }

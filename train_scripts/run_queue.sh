@@ -7,25 +7,29 @@
 # a finished run (model.keras written) is skipped, an interrupted one resumed,
 # so a table script can be stopped and started again at any point.
 run_queue() {
-    local recipe=$1 runs=$2 prefix=$3 names=$4 seeds=$5 seed name out configs
-    configs=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/configs
+    local recipe=$1 runs=$2 prefix=$3 names=$4 seeds=$5 seed name
     shift 5
     mkdir -p "$runs"
     for seed in $seeds; do
         for name in $names; do
-            out=$runs/${name}_s$seed
-            if [[ -f $out/model.keras ]]; then
-                continue
-            fi
-            local resume=()
-            if [[ -d $out ]]; then
-                resume=(--resume)
-            fi
-            keras-reid train "$recipe" --config "$configs/$prefix$name.yaml" --out "$out" \
-                "${resume[@]}" "train.seed=$seed" "$@" >> "$out.log" 2>&1 \
-                || { echo "error: $out failed; see $out.log" >&2; return 1; }
+            run_one "$recipe" "$runs/${name}_s$seed" model.keras "$prefix$name.yaml" \
+                "train.seed=$seed" "$@" || return 1
         done
     done
+}
+
+# run_one RECIPE OUT DONE_FILE CONFIG [section.key=value ...]: one run of
+# configs/CONFIG into OUT, skipped when OUT/DONE_FILE exists (model.keras, or a
+# recipe's results.csv), resumed when OUT exists, logged to OUT.log (appended).
+run_one() {
+    local recipe=$1 out=$2 done=$3 config=$4 configs
+    configs=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/configs
+    shift 4
+    [[ -f $out/$done ]] && return 0
+    local resume=()
+    [[ -d $out ]] && resume=(--resume)
+    keras-reid train "$recipe" --config "$configs/$config" --out "$out" "${resume[@]}" "$@" \
+        >> "$out.log" 2>&1 || { echo "error: $out failed; see $out.log" >&2; return 1; }
 }
 
 # The arguments of a MobileNet-0.25 table script, "$0" "$@": exactly RUNS and an
