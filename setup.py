@@ -22,11 +22,14 @@ setup(
         "scikit-learn",
         "tqdm",
         "tensorboard",
+        "pyarrow",
+        "faiss-cpu",
     ],
     extras_require={
         "cpu": ["tensorflow-cpu>=2.16"],
         "gpu": ["tensorflow[and-cuda]>=2.16"],
-        "test": ["pytest", "ruff", "nbclient", "nbformat", "ipykernel"],
+        "onnx": ["tf2onnx", "onnxruntime"],
+        "test": ["pytest", "ruff", "nbclient", "nbformat", "ipykernel", "tf2onnx", "onnxruntime"],
     },
     entry_points={"console_scripts": ["keras-reid=keras_reid.cli:main"]},
     classifiers=[

@@ -249,6 +249,27 @@ def cmd_evaluate(args):
         print(f"wrote {args.out}/results.csv, results.md, cmc.png, ranked_lists.png")
 
 
+def cmd_embed(args):
+    from keras_reid.gallery.features import embed_split, read_meta
+
+    path = embed_split(
+        args.model,
+        args.data,
+        args.split,
+        args.out,
+        shard=args.shard,
+        num_shards=args.num_shards,
+        batch_size=args.batch_size,
+        tta=args.tta,
+        overwrite=args.overwrite,
+    )
+    meta = read_meta(path)
+    print(
+        f"wrote {path}: rows {meta['start']}..{meta['stop'] - 1} of the {meta['rows']} of "
+        f"{meta['data']} {meta['split']} ({meta['dim']}-d embeddings)"
+    )
+
+
 def cmd_attention(args):
     from keras_reid.visualize import write_attention_maps
 
@@ -370,6 +391,28 @@ def build_parser():
         help="groups.json of a multi-group EmbAE model (default: the one beside MODEL)",
     )
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "embed",
+        help="embed a dataset split (or one shard of it) into a Parquet file",
+        description="Embed the images of one split of a dataset with MODEL and write "
+        "OUT/part-I-of-N.parquet: the table's rows (path, pid, camid, ...) with their "
+        "L2-normalised embeddings. With --shard I --num-shards N each of N machines embeds "
+        "one contiguous part; the parts read back in order equal the whole split embedded "
+        "on one machine.",
+    )
+    p.add_argument("model", help="a .keras model file with an 'embedding' output")
+    p.add_argument("--data", required=True, metavar="NAME[:ROOT]", help="e.g. market1501:/data/m")
+    p.add_argument("--split", default="gallery", help="gallery (default), query or train")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder of the shards")
+    p.add_argument("--shard", type=int, default=0, metavar="I", help="this shard, 0-based")
+    p.add_argument("--num-shards", type=int, default=1, metavar="N", help="shards in all")
+    p.add_argument(
+        "--batch-size", type=int, default=128, help="images per pass (the same on every shard)"
+    )
+    p.add_argument("--tta", choices=["flip"], help="average with the mirrored image")
+    p.add_argument("--overwrite", action="store_true", help="replace this shard's file")
+    p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser(
         "attention",
