@@ -280,15 +280,50 @@ def cmd_attention(args):
 def cmd_export(args):
     import json
 
+    from keras_reid.errors import ReIDError
     from keras_reid.export import export_saved_model
 
+    if args.format == "onnx":
+        from keras_reid.export_onnx import export_onnx, read_metadata
+
+        if args.warmup is not None:
+            raise ReIDError(
+                "--warmup/--no-warmup are for --format savedmodel; ONNX has no warm-up file."
+            )
+        out = export_onnx(
+            args.model,
+            args.out,
+            tta=args.tta,
+            overwrite=args.overwrite,
+            groups_file=args.groups,
+            opset=args.opset,
+        )
+        print(f"wrote {out}")
+        print(f"  {read_metadata(out)['graph']}")
+        return
+    if args.opset is not None:
+        raise ReIDError("--opset is for --format onnx.")
     out = export_saved_model(
-        args.model, args.out, tta=args.tta, overwrite=args.overwrite, groups_file=args.groups
+        args.model,
+        args.out,
+        tta=args.tta,
+        overwrite=args.overwrite,
+        groups_file=args.groups,
+        warmup=args.warmup,
     )
     print(f"wrote {out}")
     with open(os.path.join(out, "assets.extra", "export.json"), encoding="utf-8") as stream:
-        for line in json.load(stream)["signatures"]:
-            print(f"  {line}")
+        record = json.load(stream)
+    for line in record["signatures"]:
+        print(f"  {line}")
+    if record["warmup_requests"]:
+        count = record["warmup_requests"]
+        print(f"  {count} warm-up requests in assets.extra/tf_serving_warmup_requests")
+    elif record.get("warmup_skipped"):
+        print(
+            f"  no warm-up requests: {record['warmup_skipped']} (pip install --no-deps "
+            "tensorflow-serving-api, then export again, to add them)"
+        )
 
 
 def build_parser():
@@ -373,23 +408,41 @@ def build_parser():
 
     p = sub.add_parser(
         "export",
-        help="write a SavedModel for TF Serving into NAME/VERSION",
+        help="write a SavedModel for TF Serving into NAME/VERSION, or an ONNX file",
         description="Export MODEL (a .keras file with an 'embedding' output: an embedding "
         "model or EmbAE's inference.keras) as a SavedModel with the signatures "
         "serving_default (uint8 images at the model's size) and embed_encoded (JPEG/PNG "
-        "bytes of any size). The version folder is written atomically.",
+        "bytes of any size) and TF Serving warm-up requests, or with --format onnx as one "
+        "ONNX file computing serving_default. The output is written atomically.",
     )
     p.add_argument("model", help="a .keras model file")
     p.add_argument(
-        "--out", required=True, metavar="DIR/NAME/VERSION", help="e.g. saved_models/emb/1"
+        "--out",
+        required=True,
+        metavar="DIR/NAME/VERSION | FILE.onnx",
+        help="e.g. saved_models/emb/1, or saved_models/emb.onnx with --format onnx",
+    )
+    p.add_argument(
+        "--format",
+        choices=["savedmodel", "onnx"],
+        default="savedmodel",
+        help="savedmodel (default, for TF Serving) or onnx (tf2onnx, for onnxruntime)",
     )
     p.add_argument("--tta", choices=["flip"], help="average with the mirrored image in the graph")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing version or file")
     p.add_argument(
         "--groups",
         metavar="FILE",
         help="groups.json of a multi-group EmbAE model (default: the one beside MODEL)",
     )
+    p.add_argument(
+        "--warmup",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="SavedModel: write assets.extra/tf_serving_warmup_requests, built with "
+        "tensorflow-serving-api (default: when it is installed; --warmup: required)",
+    )
+    p.add_argument("--opset", type=int, help="ONNX opset, 13-18 (default: tf2onnx's, 15)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(

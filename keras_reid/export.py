@@ -23,6 +23,11 @@ images of another height, width, channel count or rank, an ``encoded`` or
 ``INVALID_ARGUMENT`` error naming the expected and the received shape. A
 model whose weights or outputs are not finite (a diverged run) is refused.
 
+``assets.extra/tf_serving_warmup_requests`` holds TF Serving warm-up requests
+(:func:`warmup_requests`), which the server replays when it loads the version.
+:func:`keras_reid.export_onnx.export_onnx` writes the ``serving_default``
+computation as an ONNX file instead.
+
 The graph is plain TensorFlow: loading it needs neither Keras nor keras_reid.
 """
 
@@ -48,6 +53,11 @@ from keras_reid.fileio import install_folder, remove_stale_temporaries, temporar
 from keras_reid.reporting import as_dict_outputs, check_finite_features, check_finite_weights
 
 SIGNATURES = ("serving_default", "embed_encoded")
+# TF Serving reads warm-up requests from this file in the version's assets.extra/.
+WARMUP_FILE = "tf_serving_warmup_requests"
+SERVING_API_MISSING = "tensorflow-serving-api is not installed"
+# Batch sizes of the warm-up requests: a single image and a small batch.
+WARMUP_BATCHES = (1, 8)
 
 
 def decode_images(encoded, image_size):
@@ -129,9 +139,10 @@ def version_folder(out):
     out = os.path.abspath(os.path.expanduser(os.fspath(out)))
     version = os.path.basename(out)
     if not re.fullmatch(r"[0-9]+", version) or not os.path.basename(os.path.dirname(out)):
+        onnx = " (or pass --format onnx for an ONNX file)" if out.endswith(".onnx") else ""
         raise ReIDError(
             f"--out {out} is not a NAME/VERSION folder with VERSION in ASCII digits 0-9: TF "
-            "Serving serves only numbered version folders; use e.g. saved_models/my_model/1."
+            f"Serving serves only numbered version folders; use e.g. saved_models/my_model/1{onnx}."
         )
     if os.path.exists(out) and not os.path.isdir(out):
         raise ReIDError(f"{out} exists and is not a folder; choose another --out.")
@@ -165,31 +176,15 @@ def _quiet_info(name):
         logger.setLevel(level)
 
 
-def export_saved_model(model, out, tta=None, overwrite=False, groups_file=None):
-    """Write ``model`` as a TF Serving SavedModel into the version folder ``out``.
+def prepare_model(model, groups_file=None):
+    """The checks every export shares: ``(model, spec, source, groups)``.
 
-    The folder is written under a temporary name beside it and renamed into
-    place when complete, so TF Serving (which watches ``NAME/`` for numbered
-    folders) never loads half an export.
-
-    Args:
-        model: a keras_reid model (embedding, or EmbAE's inference model) or
-            the path of its ``.keras`` file.
-        out: ``.../NAME/VERSION``, VERSION a number (e.g. ``saved_models/emb/1``).
-        tta: None or "flip": flip averaging inside the graph. Default None.
-        overwrite: replace an existing version. Default False (refused).
-        groups_file: a multi-group EmbAE model's ``groups.json`` (default: the
-            one beside the ``.keras`` file), copied to ``assets.extra/``.
-
-    Returns:
-        the absolute path of the version folder.
-
-    Example:
-        >>> export_saved_model("runs/emb/model.keras", "saved_models/emb/1", tta="flip")
+    ``model`` (a keras.Model or a ``.keras`` path) is loaded, given dict
+    outputs and checked to hold finite weights and give finite outputs on a
+    mid-grey image; a multi-group EmbAE model needs its ``groups.json``
+    (default: the one beside the ``.keras`` file), returned parsed as
+    ``groups`` (None for a single group).
     """
-    check_served_tta(tta)
-    out = version_folder(out)
-    _check_replaceable(out, overwrite)
     source = None
     if isinstance(model, (str, os.PathLike)):
         source = os.path.abspath(os.path.expanduser(os.fspath(model)))
@@ -215,6 +210,56 @@ def export_saved_model(model, out, tta=None, overwrite=False, groups_file=None):
             f"model {model.name!r} has a single θ_nui group (group 0 is set inside the "
             "graph); a groups file is only for per-dataset or per-camera models."
         )
+    return model, spec, source, groups
+
+
+def export_saved_model(model, out, tta=None, overwrite=False, groups_file=None, warmup=None):
+    """Write ``model`` as a TF Serving SavedModel into the version folder ``out``.
+
+    The folder is written under a temporary name beside it and renamed into
+    place when complete, so TF Serving (which watches ``NAME/`` for numbered
+    folders) never loads half an export.
+
+    Args:
+        model: a keras_reid model (embedding, or EmbAE's inference model) or
+            the path of its ``.keras`` file.
+        out: ``.../NAME/VERSION``, VERSION a number (e.g. ``saved_models/emb/1``).
+        tta: None or "flip": flip averaging inside the graph. Default None.
+        overwrite: replace an existing version. Default False (refused).
+        groups_file: a multi-group EmbAE model's ``groups.json`` (default: the
+            one beside the ``.keras`` file), copied to ``assets.extra/``.
+        warmup: write ``assets.extra/tf_serving_warmup_requests`` (see
+            :func:`warmup_requests`), built with tensorflow-serving-api. None
+            (default): when that package is installed; without it the export
+            has no warm-up file, says so in a warning and records the reason
+            in ``export.json`` ("warmup_skipped"). True: required (an error
+            without the package). False: none.
+
+    Returns:
+        the absolute path of the version folder.
+
+    Example:
+        >>> export_saved_model("runs/emb/model.keras", "saved_models/emb/1", tta="flip")
+    """
+    check_served_tta(tta)
+    out = version_folder(out)
+    _check_replaceable(out, overwrite)
+    skipped = None
+    if warmup is None:
+        try:
+            _serving_apis()
+            warmup = True
+        except ReIDError:
+            warmup = False
+            skipped = SERVING_API_MISSING
+            logging.getLogger("keras_reid").warning(
+                "no TF Serving warm-up requests: %s (pip install --no-deps "
+                "tensorflow-serving-api to add them)",
+                skipped,
+            )
+    elif warmup:
+        _serving_apis()  # before the slow part: a missing package fails at once
+    model, spec, source, groups = prepare_model(model, groups_file)
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -231,8 +276,16 @@ def export_saved_model(model, out, tta=None, overwrite=False, groups_file=None):
         if groups is not None:
             with open(os.path.join(extra, "groups.json"), "w", encoding="utf-8") as stream:
                 json.dump(groups, stream, indent=1)
+        requests = warmup_requests(spec, os.path.basename(parent)) if warmup else []
+        if requests:
+            with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
+                for request in requests:
+                    writer.write(request.SerializeToString())
+        record = {**export_record(model, spec, tta, source), "warmup_requests": len(requests)}
+        if skipped:
+            record["warmup_skipped"] = skipped
         with open(os.path.join(extra, "export.json"), "w", encoding="utf-8") as stream:
-            json.dump(export_record(model, spec, tta, source), stream, indent=1)
+            json.dump(record, stream, indent=1)
         _check_replaceable(out, overwrite)  # another export may have landed meanwhile
         # Without overwrite, the rename itself refuses a version that another
         # export put in place after the check above.
@@ -241,6 +294,55 @@ def export_saved_model(model, out, tta=None, overwrite=False, groups_file=None):
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     return out
+
+
+def _serving_apis():
+    """``(predict_pb2, prediction_log_pb2)`` of tensorflow-serving-api, or a one-line ReIDError."""
+    try:
+        from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+    except ImportError:
+        raise ReIDError(
+            "TF Serving warm-up records need tensorflow-serving-api: pip install --no-deps "
+            "tensorflow-serving-api (without --no-deps it pulls the `tensorflow` "
+            "distribution over tensorflow-cpu), or export with --no-warmup (warmup=False)."
+        ) from None
+    return predict_pb2, prediction_log_pb2
+
+
+def warmup_requests(spec, name):
+    """TF Serving warm-up records for a model's export: a list of ``PredictionLog``.
+
+    TF Serving replays ``assets.extra/tf_serving_warmup_requests`` when it
+    loads a version, before it reports the version as available, so the
+    first client request does not pay for the graph's lazy initialisation.
+    One request per signature and batch size in ``WARMUP_BATCHES``:
+    ``serving_default`` with mid-grey uint8 images, ``embed_encoded`` with a
+    mid-grey JPEG at the model's size; a multi-group model's ``group`` cycles
+    through its groups, so every group's branch runs.
+
+    Args:
+        spec: the model's :class:`~keras_reid.extractor.ModelSpec`.
+        name: the model name TF Serving serves it under (the ``NAME`` folder).
+    """
+    predict_pb2, prediction_log_pb2 = _serving_apis()
+    grey = tf.fill([*spec.image_size, 3], tf.constant(128, tf.uint8))
+    jpeg = tf.io.encode_jpeg(grey).numpy()
+    requests = []
+    for signature in SIGNATURES:
+        for batch in WARMUP_BATCHES:
+            if signature == "serving_default":
+                inputs = {"images": tf.make_tensor_proto(tf.stack([grey] * batch).numpy())}
+            else:
+                inputs = {"encoded": tf.make_tensor_proto([jpeg] * batch, dtype=tf.string)}
+            if spec.groups > 1:
+                group = [i % spec.groups for i in range(batch)]
+                inputs["group"] = tf.make_tensor_proto(group, dtype=tf.int32)
+            request = predict_pb2.PredictRequest(inputs=inputs)
+            request.model_spec.name = name
+            request.model_spec.signature_name = signature
+            log = prediction_log_pb2.PredictLog(request=request)
+            requests.append(prediction_log_pb2.PredictionLog(predict_log=log))
+    return requests
 
 
 def _check_finite_outputs(model, spec, where):
@@ -272,6 +374,7 @@ def export_record(model, spec, tta, source=None):
         "image_size": list(spec.image_size),
         "tta": tta,
         "groups": spec.groups,
+        "embedding_dim": spec.dims["embedding"],
         "embedding_l2_normalized": True,
         "signatures": signature_lines(spec),
     }

@@ -296,19 +296,120 @@ def test_cli_export_lists_signatures_and_ships_groups_json(exports):
         f"embedding float32 [batch, {DIM}], nuisance float32 [batch, {NUI_DIM}]",
         "  embed_encoded: encoded string [batch] (JPEG/PNG bytes), group int32 [batch] -> "
         f"embedding float32 [batch, {DIM}], nuisance float32 [batch, {NUI_DIM}]",
+        "  4 warm-up requests in assets.extra/tf_serving_warmup_requests",
     ]
     extra = Path(exports["folders"]["embae_cam"]) / "assets.extra"
     assert json.loads((extra / "groups.json").read_text()) == GROUPS
     record = json.loads((extra / "export.json").read_text())
     assert record["source"].endswith("cam_nui/inference.keras")
     assert (record["image_size"], record["groups"], record["tta"]) == ([128, 64], 3, None)
+    assert (record["embedding_dim"], record["warmup_requests"]) == (DIM, 4)
     emb_extra = Path(exports["folders"]["emb"]) / "assets.extra"
-    assert sorted(os.listdir(emb_extra)) == ["export.json"]
+    assert sorted(os.listdir(emb_extra)) == ["export.json", "tf_serving_warmup_requests"]
     assert json.loads((emb_extra / "export.json").read_text())["tta"] == "flip"
     # Only the numbered folders: no temporary folder left beside them.
     assert sorted(os.listdir(exports["root"])) == ["emb", "embae_cam"]
     for name in ("emb", "embae_cam"):
         assert os.listdir(exports["root"] / name) == ["1"]
+
+
+# ---------------------------------------------------------------- TF Serving warm-up
+
+
+def read_warmup(folder):
+    """The PredictRequests of an export's warm-up file, as TF Serving reads them."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = Path(folder) / "assets.extra" / "tf_serving_warmup_requests"
+    logs = [
+        prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        for record in tf.data.TFRecordDataset(str(path))
+    ]
+    assert all(log.WhichOneof("log_type") == "predict_log" for log in logs)
+    return [log.predict_log.request for log in logs]
+
+
+def test_warmup_requests_match_the_signatures_and_the_keras_outputs(exports, models, served):
+    """Each warm-up record names a signature with exactly its inputs, and runs to Keras' outputs.
+
+    The requests hold mid-grey images (a flat grey JPEG decodes to exactly
+    grey), so the expectation is the Keras model on a uniform 128 batch.
+    """
+    grey = np.full((1, *SIZE, 3), 128, "float32")
+    emb = models["emb"]
+    flipped = [emb(x, training=False)["embedding"].numpy() for x in (grey, grey[:, :, ::-1])]
+    cam = {
+        g: models["embae_cam"]({"images": grey, "group": np.array([g])}, training=False)
+        for g in range(3)
+    }
+    for name, folder in exports["folders"].items():
+        requests = read_warmup(folder)
+        assert [(r.model_spec.name, r.model_spec.signature_name) for r in requests] == [
+            (name, "serving_default"),
+            (name, "serving_default"),
+            (name, "embed_encoded"),
+            (name, "embed_encoded"),
+        ]
+        loaded = tf.saved_model.load(folder)
+        batches = []
+        for request in requests:
+            function = loaded.signatures[request.model_spec.signature_name]
+            specs = function.structured_input_signature[1]
+            feed = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
+            assert sorted(feed) == sorted(specs)
+            batch = len(next(iter(feed.values())))
+            batches.append(batch)
+            for key, value in feed.items():
+                assert tf.as_dtype(value.dtype) == specs[key].dtype, key
+                assert specs[key].shape.is_compatible_with(value.shape), key
+                assert len(value) == batch, key
+            if "images" in feed:
+                assert (feed["images"] == 128).all()
+            else:
+                decoded = [cv2.imdecode(np.frombuffer(x, np.uint8), 1) for x in feed["encoded"]]
+                assert all(image.shape == (*SIZE, 3) for image in decoded)
+                assert all((np.abs(image.astype(int) - 128) <= 1).all() for image in decoded)
+            outputs = {key: value.numpy() for key, value in function(**feed).items()}
+            assert all(np.isfinite(value).all() for value in outputs.values())
+            if name == "emb":
+                want = {"embedding": l2((flipped[0] + flipped[1]) / 2).repeat(batch, axis=0)}
+            else:
+                groups = feed["group"]
+                assert groups.tolist() == [i % 3 for i in range(batch)]
+                want = {
+                    key: np.concatenate([cam[g][key].numpy() for g in groups])
+                    for key in ("embedding", "nuisance")
+                }
+                want["embedding"] = l2(want["embedding"])
+            assert sorted(outputs) == sorted(want)
+            for key, value in want.items():
+                np.testing.assert_allclose(outputs[key], value, atol=1e-4, err_msg=f"{name} {key}")
+        assert batches == [1, 8, 1, 8]
+
+
+def test_warmup_can_be_skipped_and_needs_tensorflow_serving_api(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "tiny.keras"
+    tiny_model().save(path)
+    assert main(["export", str(path), "--out", str(tmp_path / "a" / "1"), "--no-warmup"]) == 0
+    assert "warm-up" not in capsys.readouterr().out
+    extra = tmp_path / "a" / "1" / "assets.extra"
+    assert os.listdir(extra) == ["export.json"]
+    assert json.loads((extra / "export.json").read_text())["warmup_requests"] == 0
+    monkeypatch.setitem(sys.modules, "tensorflow_serving", None)
+    monkeypatch.setitem(sys.modules, "tensorflow_serving.apis", None)
+    # Without the package, an export by default still serves, without warm-up, and says so.
+    assert main(["export", str(path), "--out", str(tmp_path / "c" / "1")]) == 0
+    out = capsys.readouterr().out
+    assert "no warm-up requests: tensorflow-serving-api is not installed" in out
+    extra = tmp_path / "c" / "1" / "assets.extra"
+    assert os.listdir(extra) == ["export.json"]
+    record = json.loads((extra / "export.json").read_text())
+    assert record["warmup_skipped"] == "tensorflow-serving-api is not installed"
+    # Asked for, the warm-up is required.
+    assert main(["export", str(path), "--out", str(tmp_path / "b" / "1"), "--warmup"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "pip install --no-deps tensorflow-serving-api" in line and "--no-warmup" in line
+    assert not (tmp_path / "b").exists()
 
 
 # ---------------------------------------------------------------- documented requests

@@ -333,7 +333,8 @@ def test_model_path_skips_stage1_and_shares_the_cache(run, tiny_synth, tmp_path,
     with caplog.at_level(logging.INFO, logger="keras_reid.training"):
         again = train_embae(config, str(tmp_path / "run"))
     assert not (tmp_path / "run" / "embedding").exists()
-    assert "building" not in caplog.text and caplog.text.count("reusing") == 6  # 4 flip + 2 ten-view files
+    # 4 flip + 2 ten-view files
+    assert "building" not in caplog.text and caplog.text.count("reusing") == 6
     assert list(again.model) == ["baseline", "fix_nui"]
     assert again.iloc[0].equals(results.iloc[0])
 
