@@ -214,6 +214,15 @@ def cmd_train(args):
     if args.mixed_precision:
         overrides.append(f"{train}.mixed_precision=true")
     config = load_config(args.config, overrides)
+    section = config
+    for key in train.split("."):
+        section = section.get(key) if isinstance(section, dict) else None
+    if isinstance(section, dict) and section.get("distribute") == "multi_worker":
+        from keras_reid.training.distribute import multi_worker_strategy
+
+        # TensorFlow sets up a multi-worker run only before its first op: the
+        # strategy comes before any data is read (TF_CONFIG is checked first).
+        multi_worker_strategy()
     result = recipe(config, args.out, resume=args.resume)
     if isinstance(result, pd.DataFrame):  # a recipe's results table (EmbAE, PUL)
         from keras_reid.reporting import results_markdown
@@ -371,8 +380,9 @@ def build_parser():
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     p.add_argument(
         "--distribute",
-        choices=["mirrored"],
-        help="tf.distribute.MirroredStrategy over the local devices",
+        choices=["mirrored", "multi_worker"],
+        help="mirrored: tf.distribute.MirroredStrategy over the local devices; multi_worker: "
+        "MultiWorkerMirroredStrategy over the machines of TF_CONFIG (README)",
     )
     p.add_argument(
         "--mixed-precision",

@@ -42,6 +42,7 @@ import os
 from dataclasses import dataclass
 
 import keras
+import tensorflow as tf
 
 from keras_reid.config import (
     call_section,
@@ -69,6 +70,7 @@ from keras_reid.losses import (
     get_loss,
 )
 from keras_reid.models import MODELS
+from keras_reid.training.distribute import barrier, check_same_step, run_folder
 from keras_reid.training.optimizers import build_optimizer
 from keras_reid.training.runner import (
     RankingValidation,
@@ -89,6 +91,12 @@ BATCH_KINDS = {"pk": pk_batches, "mixed": mixed_batches, "cross_domain": cross_d
 # maps): they may go without a loss. Every other output (logits, domain)
 # exists only to be trained.
 INFERENCE_OUTPUTS = ("embedding", "attention")
+# Every worker of a multi-worker run builds the same global batch stream (it is
+# stateless in the seed and the step); tf.distribute then splits each batch into
+# the replicas' consecutive slices and each worker keeps its own (sharding by
+# DATA). Sharding by files would give each worker other batches, not whole groups.
+_SHARD_BY_DATA = tf.data.Options()
+_SHARD_BY_DATA.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
 
 
 @dataclass
@@ -326,7 +334,8 @@ def prepare(config, data, options, strategy, make_model=None):
             class_map=class_map,
             **extra,
         )
-        return dataset.map(lambda images, labels: (images, {o: labels for o in outputs}))
+        dataset = dataset.map(lambda images, labels: (images, {o: labels for o in outputs}))
+        return dataset.with_options(_SHARD_BY_DATA)
 
     # Built now, so that the batches section is checked before the run folder
     # is written; a fresh run then trains on this very stream (a cached one
@@ -359,7 +368,10 @@ def train(config, out, resume=False, data=None, make_model=None):
     index -> (dataset, pid)), log.csv, tensorboard/, checkpoints/epoch_NNNN.keras,
     model.keras (the final model), and backup/ while the run is unfinished.
     Every section is checked (data loaded, model, losses, optimizer, schedule
-    and batches built) before anything is written.
+    and batches built) before anything is written. In a multi-worker run
+    (``train.distribute: multi_worker``) only the chief writes ``out``; each
+    other worker writes ``out/workers/<index>`` (see
+    :func:`~keras_reid.training.distribute.run_folder`).
 
     Args:
         config: the config mapping (see the module docstring).
@@ -376,6 +388,7 @@ def train(config, out, resume=False, data=None, make_model=None):
     """
     check_sections(config, SECTIONS)
     options = call_section(TrainOptions, config, "train")
+    out, chief = run_folder(out, options)
     check_run_dir(out, config, resume=resume)
     final = os.path.join(os.path.abspath(out), "model.keras")
     if resume and os.path.isfile(final):
@@ -385,15 +398,23 @@ def train(config, out, resume=False, data=None, make_model=None):
     with runtime(options) as strategy:
         prepared = prepare(config, data, options, strategy, make_model)
         model, steps = prepared.model, prepared.steps_per_epoch
-        out = prepare_run_dir(out, config, resume=resume)
+        if chief:
+            out = prepare_run_dir(out, config, resume=resume)
+        # A worker's folder is inside the chief's: it is made once the chief
+        # has checked and made its own (which an empty-folder check would refuse).
+        barrier(strategy)
+        if not chief:
+            out = prepare_run_dir(out, config, resume=resume)
         prepared.class_map.save(os.path.join(out, "classes.json"))
         validation = None
         if options.validate_every and data.validation is not None:
             validation = RankingValidation(
                 data.validation.query, data.validation.gallery, every=options.validate_every
             )
-        callbacks, state = standard_callbacks(out, options, steps, validation)
-        start = state.restore(model)
+        callbacks, state = standard_callbacks(out, options, steps, validation, chief=chief)
+        with strategy.scope():  # the optimizer's variables may be built here
+            start = state.restore(model)
+        check_same_step(strategy, start)
         fit(
             model,
             prepared.make_batches,

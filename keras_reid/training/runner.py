@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from keras_reid.errors import ReIDError
 from keras_reid.training.callbacks import ReversalRamp
+from keras_reid.training.distribute import DISTRIBUTE, SyncStatistics, multi_worker_strategy
 from keras_reid.training.state import Checkpoint, RunState, StopOnNaN, save_model
 
 __all__ = [
@@ -42,8 +43,11 @@ class TrainOptions:
             initialised model, so that an ImageNet-only baseline is evaluated like a run.
         seed: seeds Python, NumPy, TensorFlow and the batch sampler; a CPU run
             with the same seed repeats.
-        distribute: None, or "mirrored" for ``tf.distribute.MirroredStrategy``
-            over every local GPU (or CPU devices); each replica gets whole P*K groups.
+        distribute: None, "mirrored" for ``tf.distribute.MirroredStrategy``
+            over every local GPU (or CPU devices), or "multi_worker" for
+            ``tf.distribute.MultiWorkerMirroredStrategy`` over the machines that
+            ``TF_CONFIG`` names (see :func:`multi_worker_strategy` and
+            :func:`run_folder`); each replica gets whole P*K groups.
         mixed_precision: compute in float16 on a GPU (bfloat16 on a CPU).
         backup_steps: steps between resumable backups inside an epoch (None:
             at epoch ends only; see :class:`~keras_reid.training.state.RunState`).
@@ -97,9 +101,10 @@ class TrainOptions:
                 "train.reversal_ramp must be null or {max_scale: >= 0, gamma: >= 0}, e.g. "
                 f"{{max_scale: 1.0, gamma: 10}}. Received: {ramp!r}"
             )
-        if self.distribute not in (None, "mirrored"):
+        if self.distribute not in (None, *DISTRIBUTE):
             raise ReIDError(
-                f"train.distribute must be null or 'mirrored', got {self.distribute!r}."
+                f"train.distribute must be null, 'mirrored' or 'multi_worker', got "
+                f"{self.distribute!r}."
             )
 
 
@@ -146,7 +151,10 @@ def runtime(options):
 
     The global Keras precision policy is restored on exit, so a notebook that
     trains with mixed precision and then builds another model gets float32.
+    A multi-worker strategy is made first of all (TensorFlow requires it
+    before any other op; see :func:`multi_worker_strategy`).
     """
+    strategy = multi_worker_strategy() if options.distribute == "multi_worker" else None
     keras.utils.set_random_seed(options.seed)
     previous = keras.mixed_precision.global_policy()
     if options.mixed_precision:
@@ -156,7 +164,7 @@ def runtime(options):
         if options.distribute == "mirrored":
             yield tf.distribute.MirroredStrategy()
         else:
-            yield tf.distribute.get_strategy()
+            yield strategy or tf.distribute.get_strategy()
     finally:
         keras.mixed_precision.set_global_policy(previous)
 
@@ -191,25 +199,34 @@ class RankingValidation(keras.callbacks.Callback):
         print(f" - val Rank-1 {row['rank1']:.3f}, mAP {row['mAP']:.3f}")
 
 
-def standard_callbacks(out, options, steps_per_epoch, validation=None):
+def standard_callbacks(out, options, steps_per_epoch, validation=None, chief=True):
     """The callbacks of a run folder ``out``, and its :class:`RunState` (the last of them).
 
     In order: the NaN stop (first, so that nothing is saved from a diverged
     model), the validation, ``.keras`` checkpoints, TensorBoard, then the run
-    state (``log.csv`` and the resumable backup).
+    state (``log.csv`` and the resumable backup). A multi-worker run starts
+    with :class:`SyncStatistics`; a worker that is not the ``chief`` (see
+    :func:`run_folder`) writes no checkpoints and no TensorBoard logs. Every
+    worker runs the same steps and callbacks, so that any collective op in
+    them (the statistics' average, a validation) is met by all.
     """
     checkpoints = os.path.join(out, "checkpoints")
-    os.makedirs(checkpoints, exist_ok=True)
+    if chief:
+        os.makedirs(checkpoints, exist_ok=True)
     state = RunState(out, steps_per_epoch, every_steps=options.backup_steps)
     ramp = []
     if options.reversal_ramp is not None:
         ramp = [ReversalRamp(**options.reversal_ramp, total_steps=options.epochs * steps_per_epoch)]
+    writers = [
+        Checkpoint(checkpoints, options.checkpoint_every, options.epochs),
+        keras.callbacks.TensorBoard(os.path.join(out, "tensorboard"), write_graph=False),
+    ]
     callbacks = [
+        *([SyncStatistics()] if options.distribute == "multi_worker" else []),
         StopOnNaN(checkpoints),
         *ramp,
         *([validation] if validation is not None else []),
-        Checkpoint(checkpoints, options.checkpoint_every, options.epochs),
-        keras.callbacks.TensorBoard(os.path.join(out, "tensorboard"), write_graph=False),
+        *(writers if chief else []),
         state,
     ]
     return callbacks, state

@@ -1,0 +1,229 @@
+"""Training on several machines: ``train.distribute: multi_worker``.
+
+``tf.distribute.MultiWorkerMirroredStrategy`` from ``TF_CONFIG``, checked
+first (:func:`worker_task`); where each worker writes (:func:`run_folder`);
+and what Keras 3's ``fit`` lacks for it: reductions it can take
+(``_MultiWorkerStrategy``), BatchNorm statistics kept equal across workers
+(:class:`SyncStatistics`), a barrier and a check that resumed workers agree
+on the step. The runner and the recipe use them.
+"""
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+
+import keras
+import tensorflow as tf
+
+from keras_reid.errors import ReIDError
+
+logger = logging.getLogger("keras_reid.training")
+
+DISTRIBUTE = ("mirrored", "multi_worker")
+_TF_CONFIG_HELP = (
+    'set it per worker to {"cluster": {"worker": ["host:port", ...]}, "task": {"type": '
+    '"worker", "index": I}}, the same worker list everywhere and I this machine\'s place in it'
+)
+
+
+@dataclass(frozen=True)
+class WorkerTask:
+    """This process's place in a multi-worker cluster (from ``TF_CONFIG``)."""
+
+    type: str
+    index: int
+    num_tasks: int
+    has_chief: bool = False
+
+    @property
+    def is_chief(self):
+        """The chief writes the run folder: the "chief" task, else worker 0 (TF's rule)."""
+        return self.type == "chief" or (not self.has_chief and self.index == 0)
+
+
+def worker_task(environ=None):
+    """Parse and check ``TF_CONFIG``: this process's :class:`WorkerTask`, or a one-line ReIDError.
+
+    ``TF_CONFIG`` is the JSON that ``tf.distribute.MultiWorkerMirroredStrategy``
+    reads: ``{"cluster": {"worker": ["host:port", ...]}, "task": {"type":
+    "worker", "index": I}}`` (a ``"chief"`` job of one address may come beside
+    the workers). It is checked here because TensorFlow's own errors for a bad
+    one are tracebacks, or a silent single-worker run.
+    """
+    raw = (os.environ if environ is None else environ).get("TF_CONFIG", "")
+    if not raw.strip():
+        raise ReIDError(
+            f"train.distribute multi_worker needs TF_CONFIG, which is not set: {_TF_CONFIG_HELP}."
+        )
+    try:
+        config = json.loads(raw)
+    except ValueError as error:
+        raise ReIDError(f"TF_CONFIG is not valid JSON ({error}): {_TF_CONFIG_HELP}.") from None
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    workers = cluster.get("worker") if isinstance(cluster, dict) else None
+    if (
+        not isinstance(workers, list)
+        or not workers
+        or not all(isinstance(address, str) and address for address in workers)
+    ):
+        raise ReIDError(
+            f'TF_CONFIG has no cluster.worker list of "host:port" addresses: {_TF_CONFIG_HELP}.'
+        )
+    chief = cluster.get("chief", [])
+    if not isinstance(chief, list) or len(chief) > 1:
+        raise ReIDError(
+            f'TF_CONFIG cluster.chief must be a list of one "host:port" address, got '
+            f"{chief!r}; or leave it out, and worker 0 is the chief."
+        )
+    task = config.get("task")
+    kind = task.get("type") if isinstance(task, dict) else None
+    if kind not in ("worker", "chief") or (kind == "chief" and not chief):
+        raise ReIDError(
+            f'TF_CONFIG task.type must be "worker" (or "chief" with a cluster.chief '
+            f"entry), got {kind!r}: {_TF_CONFIG_HELP}."
+        )
+    index = task.get("index")
+    size = len(workers) if kind == "worker" else 1
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < size:
+        raise ReIDError(
+            f"TF_CONFIG task.index must be an integer in 0..{size - 1} (cluster.{kind} has "
+            f"{size} address(es)), got {index!r}: {_TF_CONFIG_HELP}."
+        )
+    return WorkerTask(kind, index, len(workers) + len(chief), bool(chief))
+
+
+class _MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+    """``MultiWorkerMirroredStrategy`` with the reductions that Keras 3's ``fit`` asks of it.
+
+    Keras 3 (keras-team/keras#20585) reduces a whole ``(images, labels)`` batch
+    in one ``reduce`` call before the first step, and the step's scalar logs
+    with ``axis=0``; TensorFlow's strategy takes one tensor per call and no
+    axis on a scalar, so ``fit`` fails. Here a structure is reduced leaf by
+    leaf, and a scalar's ``axis`` means what Keras means on one machine: the
+    mean over the replicas.
+    """
+
+    def reduce(self, reduce_op, value, axis):
+        parent = super()
+
+        def one(leaf):
+            local = self.experimental_local_results(leaf)[0]
+            scalar = len(getattr(local, "shape", ())) == 0
+            return parent.reduce(reduce_op, leaf, None if scalar else axis)
+
+        return tf.nest.map_structure(one, value)
+
+
+_MULTI_WORKER = []  # the process's one strategy: TensorFlow allows one collective set-up
+
+
+def multi_worker_strategy():
+    """The process's ``tf.distribute.MultiWorkerMirroredStrategy``, built from ``TF_CONFIG``.
+
+    ``TF_CONFIG`` is checked first (:func:`worker_task`). TensorFlow configures
+    the collective ops once, before any other TensorFlow op runs, so the
+    strategy is made once per process (later calls return it) and must come
+    first: :func:`runtime` makes it before anything else, and the CLI before
+    it reads data. A script of its own should call this at its top.
+    """
+    task = worker_task()
+    if not _MULTI_WORKER:
+        try:
+            strategy = _MultiWorkerStrategy()
+        except RuntimeError as error:
+            raise ReIDError(
+                f"train.distribute multi_worker: {error}: TensorFlow ran an op in this process "
+                "before the strategy was made; call keras_reid.training.distribute."
+                "multi_worker_strategy() at the top of the script."
+            ) from None
+        _MULTI_WORKER.append((task, strategy))
+        logger.info(
+            "multi-worker training: task %s %d of %d, %d replicas in all",
+            task.type,
+            task.index,
+            task.num_tasks,
+            strategy.num_replicas_in_sync,
+        )
+    return _MULTI_WORKER[0][1]
+
+
+def run_folder(out, options):
+    """``(folder, is_chief)``: where this process writes the run ``out``.
+
+    On one machine, and on the chief of a multi-worker run, it is ``out``
+    itself. Every other worker of a multi-worker run keeps its own folder
+    ``out/workers/<index>`` (its config, classes.json, log.csv, its resumable
+    ``backup/`` and at the end its ``model.keras``, no checkpoints nor
+    TensorBoard): it never writes into the chief's files, and a restarted
+    worker resumes from its own backup, whether or not ``out`` is shared
+    between the machines.
+    """
+    if options.distribute != "multi_worker":
+        return out, True
+    task = worker_task()
+    if task.is_chief:
+        return out, True
+    return os.path.join(out, "workers", str(task.index)), False
+
+
+def barrier(strategy):
+    """Wait until every worker of a multi-worker run reaches this point (one tiny all-reduce)."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        one = strategy.experimental_distribute_values_from_function(lambda _: tf.constant(1.0))
+        strategy.reduce("SUM", one, axis=None)
+
+
+def check_same_step(strategy, step):
+    """Refuse a multi-worker resume whose workers restored backups of different steps.
+
+    Every worker gets the same verdict (from the sums of the steps and of
+    their squares over the replicas), so they all stop together.
+    """
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    moments = tf.constant([step, step * step], tf.float64)
+    per_replica = strategy.experimental_distribute_values_from_function(lambda _: moments)
+    total = strategy.reduce("SUM", per_replica, axis=None).numpy()
+    count = strategy.num_replicas_in_sync
+    mean = total[0] / count
+    if total[1] / count - mean * mean > 1e-6:
+        raise ReIDError(
+            f"--resume: the workers' backups are at different steps (this worker's: {step}, the "
+            f"mean over the workers: {mean:g}); copy one worker's backup folder over the others' "
+            "(the chief's is OUT/backup, worker I's OUT/workers/I/backup), then resume all again."
+        )
+
+
+class SyncStatistics(keras.callbacks.Callback):
+    """Average the replicas' BatchNorm statistics at each epoch end (multi-worker runs).
+
+    The moving mean and variance are updated by each replica from its own
+    slice of the batch and never synchronised (Keras gives them no
+    aggregation), so each worker would end with its own. Averaging them over
+    the replicas before the epoch's checkpoint and backup gives every worker
+    the same model, and the saved statistics see the whole global batch.
+    Put it first among the callbacks.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._average = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._average is None:  # one graph: eager strategy calls are slow and warn
+            self._average = tf.function(self._average_statistics)
+        self._average()
+
+    def _average_statistics(self):
+        strategy = self.model.distribute_strategy
+        for variable in self.model.non_trainable_variables:
+            value = variable.value
+            if (
+                not isinstance(value, tf.distribute.DistributedValues)
+                or not value.dtype.is_floating
+            ):
+                continue
+            # Read in a replica's context, a mirrored variable is that replica's copy.
+            local = strategy.run(lambda v=value: tf.identity(v))
+            value.assign(strategy.reduce("MEAN", local, axis=None))
