@@ -172,3 +172,38 @@ def test_a_full_disk_stops_with_one_line_and_resumes_after(setting, tiny_disk):
     assert max_weight_change(out, reference) <= 1e-6
     assert leftovers(out) == []
     assert os.listdir(out / "checkpoints") != []
+
+
+def test_a_killed_mirrored_run_of_the_shared_path_resumes(tiny_synth, tmp_path):
+    """``--distribute mirrored --resume`` on the shared path (MSML's recipe).
+
+    The backup's optimizer variables are built while restoring, which must
+    happen inside the strategy's scope.
+    """
+    config = {
+        "data": {"train": [{"name": "synth-a", "root": str(tiny_synth["synth-a"]), "ids": 12}]},
+        "model": {"name": "msml", "backbone": "small_convnet", "input_shape": [64, 32, 3]},
+        "batches": {"kind": "pk", "p": 4, "k": 2},
+        "losses": {"logits": {"name": "softmax"}, "embedding": {"name": "msml"}},
+        "optimizer": {"name": "adam"},
+        "schedule": {"name": "piecewise", "boundaries": [1], "values": [1e-3, 1e-4]},
+        "train": {"epochs": 2, "seed": 1, "verbose": 0, "backup_steps": BACKUP_STEPS},
+    }
+    config["data"]["train"][0]["size"] = [64, 32]
+    path = tmp_path / "msml.yaml"
+    path.write_text(yaml.safe_dump(config))
+
+    def args(out, resume=False):
+        command = ["train", "msml", "--config", path, "--out", out, "--distribute", "mirrored"]
+        return command + ["--resume"] * resume
+
+    code, _, err = run(args(tmp_path / "reference"))
+    assert code == 0, err
+    reference = keras.models.load_model(tmp_path / "reference" / "model.keras").get_weights()
+    out = tmp_path / "run"
+    env = {"PYTHONPATH": INJECT, "KERAS_REID_KILL_AT": r"^state\.json$:2"}
+    code, _, err = finish(start(args(out), env=env))
+    assert code == -signal.SIGKILL, err
+    code, _, err = run(args(out, resume=True))
+    assert code == 0, err
+    assert max_weight_change(out, reference) <= 1e-6
