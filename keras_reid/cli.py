@@ -279,6 +279,47 @@ def cmd_embed(args):
     )
 
 
+def _index_params(args):
+    """The index parameters given on the command line (None: not given)."""
+    names = ("m", "ef_construction", "ef_search", "nlist", "nprobe")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def cmd_index_build(args):
+    from keras_reid.gallery.index import build_index
+
+    index = build_index(
+        args.features, args.out, kind=args.kind, overwrite=args.overwrite, **_index_params(args)
+    )
+    meta = index.meta
+    params = ", ".join(f"{k}={v}" for k, v in meta["params"].items()) or "no parameters"
+    print(
+        f"wrote {args.out}: {meta['kind']} index of {meta['rows']} {meta['dim']}-d embeddings "
+        f"({params}) from {meta['model']}, built in {meta['build_seconds']:.1f} s"
+    )
+
+
+def cmd_search(args):
+    from keras_reid.gallery.index import GalleryIndex, search_images
+
+    index = GalleryIndex.load(args.index)
+    index.set_params(**_index_params(args))
+    tta = "index" if args.tta is None else (None if args.tta == "none" else args.tta)
+    hits = search_images(index, args.model, args.images, top=args.top, tta=tta)
+    columns = ["query_path", "rank", "score", "pid", "camid", "path"]
+    columns += [c for c in ("dataset",) if c in hits.columns]
+    if args.format == "csv":
+        print(hits[columns].to_csv(index=False), end="")
+    elif args.format == "json":
+        print(hits[columns].to_json(orient="records", lines=True), end="")
+    else:
+        for query, group in hits.groupby("query", sort=True):
+            print(f"query {query + 1}: {group['query_path'].iloc[0]}")
+            shown = group[columns[1:]].copy()
+            shown["score"] = shown["score"].map("{:.4f}".format)
+            print(shown.to_string(index=False))
+
+
 def cmd_attention(args):
     from keras_reid.visualize import write_attention_maps
 
@@ -476,6 +517,51 @@ def build_parser():
     p.add_argument("--tta", choices=["flip"], help="average with the mirrored image")
     p.add_argument("--overwrite", action="store_true", help="replace this shard's file")
     p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser(
+        "index",
+        help="build a faiss gallery index from embed's Parquet features",
+        description="index build FEATURES... --out INDEX: index the embeddings of keras-reid "
+        "embed (files or folders of shards; several extractions of one model are joined in "
+        "order) for keras-reid search. exact (default) is faiss's brute-force inner product "
+        "on the L2-normalised embeddings (= cosine); hnsw and ivf are approximate.",
+    )
+    index_sub = p.add_subparsers(dest="index_command", metavar="ACTION", required=True)
+    p = index_sub.add_parser(
+        "build",
+        help="build an index folder from FEATURES",
+        description="Write INDEX/faiss.index, rows.parquet (the gallery rows) and index.json "
+        "(model fingerprint, dimension, kind, parameters, source files), atomically.",
+    )
+    p.add_argument("features", nargs="+", metavar="FEATURES", help=".parquet files or folders")
+    p.add_argument("--out", required=True, metavar="INDEX", help="index folder to create")
+    p.add_argument("--kind", choices=["exact", "hnsw", "ivf"], default="exact")
+    p.add_argument("--m", type=int, help="hnsw: graph neighbours per node (default 32)")
+    p.add_argument("--ef-construction", type=int, help="hnsw: build beam width (default 40)")
+    p.add_argument("--ef-search", type=int, help="hnsw: search beam width (default 128)")
+    p.add_argument("--nlist", type=int, help="ivf: k-means cells (default 4*sqrt(rows))")
+    p.add_argument("--nprobe", type=int, help="ivf: cells searched per query (default 32)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing INDEX")
+    p.set_defaults(func=cmd_index_build)
+
+    p = sub.add_parser(
+        "search",
+        help="the nearest gallery images of query images, from an index",
+        description="Embed IMAGES with MODEL (the model the index's features came from: "
+        "checked by its weights' fingerprint) and print each one's TOP nearest gallery "
+        "images: rank, score (cosine similarity), pid, camid, path.",
+    )
+    p.add_argument("index", metavar="INDEX", help="a folder written by keras-reid index build")
+    p.add_argument("--model", required=True, help="the .keras model of the index's features")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="query image files, any size")
+    p.add_argument("--top", type=int, default=10, help="hits per query (default 10)")
+    p.add_argument(
+        "--tta", choices=["none", "flip"], help="override the index's test-time augmentation"
+    )
+    p.add_argument("--ef-search", type=int, help="hnsw: search beam width")
+    p.add_argument("--nprobe", type=int, help="ivf: cells searched per query")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser(
         "attention",

@@ -4,6 +4,21 @@ import keras
 import numpy as np
 
 
+def grouped_model(groups):
+    """An EmbAE-like inference model: embedding = Dense(mean RGB), nuisance =
+    GroupedDense(mean RGB, group) with ``groups`` weight sets; 32x16 images."""
+    from keras_reid.layers import GroupedDense
+
+    images = keras.Input((32, 16, 3), name="images")
+    group = keras.Input((), dtype="int32", name="group")
+    pooled = keras.layers.GlobalAveragePooling2D()(images)
+    nuisance = GroupedDense(2, groups=groups, name="nuisance")([pooled, group])
+    embedding = keras.layers.Dense(4, name="embedding")(pooled)
+    return keras.Model(
+        {"images": images, "group": group}, {"embedding": embedding, "nuisance": nuisance}
+    )
+
+
 def dense_model(input_dim, units, name="embedding"):
     """A one-Dense-layer functional model whose single output is named ``name``."""
     inputs = keras.Input((input_dim,))

@@ -31,13 +31,13 @@ from keras_reid.cli import main
 from keras_reid.data.pipeline import load_image
 from keras_reid.errors import ReIDError
 from keras_reid.export import export_saved_model, version_folder
-from keras_reid.layers import GroupedDense
 from keras_reid.models.embae import (
     build_embae_inference_model,
     build_embae_model,
     copy_stage1_head,
 )
 from keras_reid.models.embedding import build_embedding_model
+from tests.helpers import grouped_model
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SIZE = (128, 64)
@@ -679,18 +679,6 @@ def test_bad_destinations_and_models_are_one_line_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["export", str(path), "--out", str(tmp_path / "m" / "1"), "--tta", "five-crop"])
     assert not (tmp_path / "m").exists()
-
-
-def grouped_model(groups):
-    """embedding = Dense(mean RGB); nuisance = GroupedDense(mean RGB, group)."""
-    images = keras.Input((32, 16, 3), name="images")
-    group = keras.Input((), dtype="int32", name="group")
-    pooled = keras.layers.GlobalAveragePooling2D()(images)
-    nuisance = GroupedDense(2, groups=groups, name="nuisance")([pooled, group])
-    embedding = keras.layers.Dense(4, name="embedding")(pooled)
-    return keras.Model(
-        {"images": images, "group": group}, {"embedding": embedding, "nuisance": nuisance}
-    )
 
 
 def test_a_single_group_embae_export_sets_group_zero_inside(tmp_path):

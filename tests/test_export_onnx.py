@@ -18,14 +18,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from console import finish, start
 
 from keras_reid.cli import main
 from keras_reid.errors import ReIDError
 from keras_reid.export import export_saved_model
 from keras_reid.export_onnx import export_onnx, read_metadata
-from keras_reid.layers import GroupedDense
 from keras_reid.models.embedding import build_embedding_model
+from tests.console import finish, start
+from tests.helpers import grouped_model
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -133,17 +133,6 @@ def test_a_tiny_model_with_flip_tta_and_shapes_onnxruntime_refuses(tmp_path):
         with pytest.raises(Exception, match="Invalid rank|invalid dimensions") as error:
             onnx.run(None, {"images": np.zeros(shape, np.uint8)})
         assert type(error.value).__name__ == "InvalidArgument", shape
-
-
-def grouped_model(groups):
-    images = keras.Input((32, 16, 3), name="images")
-    group = keras.Input((), dtype="int32", name="group")
-    pooled = keras.layers.GlobalAveragePooling2D()(images)
-    nuisance = GroupedDense(2, groups=groups, name="nuisance")([pooled, group])
-    embedding = keras.layers.Dense(4, name="embedding")(pooled)
-    return keras.Model(
-        {"images": images, "group": group}, {"embedding": embedding, "nuisance": nuisance}
-    )
 
 
 def test_a_multi_group_model_takes_group_and_refuses_bad_groups(tmp_path):

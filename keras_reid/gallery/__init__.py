@@ -7,5 +7,21 @@ from keras_reid.gallery.features import (
     read_features,
     write_features,
 )
+from keras_reid.gallery.index import (
+    GalleryIndex,
+    build_index,
+    evaluate_with_index,
+    search_images,
+)
 
-__all__ = ["FeatureSet", "embed_split", "model_fingerprint", "read_features", "write_features"]
+__all__ = [
+    "FeatureSet",
+    "GalleryIndex",
+    "build_index",
+    "embed_split",
+    "evaluate_with_index",
+    "model_fingerprint",
+    "read_features",
+    "search_images",
+    "write_features",
+]
