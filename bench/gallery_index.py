@@ -45,7 +45,7 @@ from keras_reid.metrics import evaluate  # noqa: E402
 KINDS = {
     "exact": {},
     "hnsw": {"m": 32, "ef_construction": 40, "ef_search": 128},
-    "ivf": {"nlist": 4096, "nprobe": 32, "train_size": 100_000},
+    "ivf": {"nlist": 4096, "nprobe": 32},
 }
 LABELS = {
     "m": "M",

@@ -46,9 +46,9 @@ KINDS = ("exact", "hnsw", "ivf")
 DEFAULT_PARAMS = {
     "exact": {},
     "hnsw": {"m": 32, "ef_construction": 40, "ef_search": 128},
-    # nlist None: about 4 * sqrt(rows), the usual rule; trained on at most
-    # train_size images (faiss warns under 39 per cell).
-    "ivf": {"nlist": None, "nprobe": 32, "train_size": 100_000, "seed": 0},
+    # nlist None: about 4 * sqrt(rows), the usual rule. train_size None: k-means
+    # on 64 images per cell (faiss wants 39 to 256), or every image if fewer.
+    "ivf": {"nlist": None, "nprobe": 32, "train_size": None, "seed": 0},
 }
 SEARCH_PARAMS = {"hnsw": ("ef_search",), "ivf": ("nprobe",)}
 INDEX_FILE = "faiss.index"
@@ -141,7 +141,10 @@ def _ivf_params(params, rows):
             f"nlist {nlist} is larger than the gallery ({rows} rows); use nlist <= {rows} "
             "(or the exact index for a small gallery)."
         )
-    return {**params, "nlist": int(nlist)}
+    train_size = params["train_size"]
+    if train_size is None:
+        train_size = min(rows, 64 * nlist)
+    return {**params, "nlist": int(nlist), "train_size": int(train_size)}
 
 
 class GalleryIndex:
@@ -200,7 +203,7 @@ class GalleryIndex:
             kind: "exact" (default, ``IndexFlatIP``), "hnsw" or "ivf".
             **params: hnsw: ``m`` (32), ``ef_construction`` (40), ``ef_search``
                 (128); ivf: ``nlist`` (4 * sqrt(N)), ``nprobe`` (32),
-                ``train_size`` (100,000), ``seed`` (0).
+                ``train_size`` (64 per cell: 64 * nlist), ``seed`` (0).
 
         Raises:
             ReIDError: features of different models or dimensions, embeddings
