@@ -1,5 +1,6 @@
 """The faiss gallery index against a brute-force search written here, and its commands."""
 
+import io
 import json
 import os
 
@@ -271,3 +272,40 @@ def test_search_refuses_another_model_and_unreadable_images(gallery_files, tmp_p
     assert hits["path"].tolist()[0] == image and hits["query_path"].tolist() == [image] * 2
     with pytest.raises(ReIDError, match="built from features"):
         search_images(str(base / "idx"), other, [image])
+
+
+def test_csv_and_json_hits_and_damaged_indexes(gallery_files, tmp_path, capsys):
+    base, table, model = gallery_files["base"], gallery_files["table"], gallery_files["model"]
+    folder = tmp_path / "idx"
+    assert main(["index", "build", str(base / "features"), "--out", str(folder)]) == 0
+    queries = [table["path"][1], table["path"][6]]
+    ids, scores = brute_force(gallery_files["embeddings"][[1, 6]], gallery_files["embeddings"], 3)
+    capsys.readouterr()
+
+    for form, read in (("csv", pd.read_csv), ("json", lambda s: pd.read_json(s, lines=True))):
+        assert (
+            main(
+                ["search", str(folder), "--model", model, *queries, "--top", "3"]
+                + ["--format", form]
+            )
+            == 0
+        )
+        hits = read(io.StringIO(capsys.readouterr().out))
+        assert hits["query_path"].tolist() == [queries[0]] * 3 + [queries[1]] * 3, form
+        assert hits["rank"].tolist() == [1, 2, 3] * 2, form
+        assert hits["path"].tolist() == table["path"].to_numpy()[ids.ravel()].tolist(), form
+        assert hits["pid"].tolist() == table["pid"].to_numpy()[ids.ravel()].tolist(), form
+        np.testing.assert_allclose(hits["score"], scores.ravel(), atol=1e-5)
+
+    def error_of(args):
+        assert main(args) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1, lines
+        return lines[0]
+
+    (folder / "faiss.index").write_bytes(b"damaged")
+    line = error_of(["search", str(folder), "--model", model, queries[0]])
+    assert "faiss.index is not a readable faiss index" in line and "build it again" in line
+    (folder / "rows.parquet").unlink()
+    line = error_of(["search", str(folder), "--model", model, queries[0]])
+    assert "is not a gallery index (no rows.parquet)" in line
