@@ -97,6 +97,7 @@ def compile_like_training(model, loss=None, metrics=None):
 
 def every_layer_and_loss():
     """One model holding each custom layer, compiled with each custom loss and metric."""
+    keras.utils.set_random_seed(7)  # the same model every run
     images = keras.Input((32, 32, 3), name="images")
     group = keras.Input((), dtype="int32", name="group")
     x = TrunkPreprocessing("caffe", name="preprocessing")(images)
@@ -118,9 +119,10 @@ def every_layer_and_loss():
     attended = TopDownAttention([4, 2], reduction=2, name="rtda_attention")([x, embedding])
     looped = keras.layers.Dense(8, name="looped")(keras.layers.GlobalAveragePooling2D()(attended))
     outputs["fused"] = LoopFusion(name="rtda_fusion")([embedding, looped])
-    outputs["domain"] = keras.layers.Dense(1, activation="sigmoid", name="domain")(
-        reversed_features
-    )
+    # Standardised first (set_bn_statistics below): on the raw pooled features
+    # the sigmoid can sit on a flat end, ~0 or ~1 for every sample alike.
+    standardised = keras.layers.BatchNormalization(name="domain_bn")(reversed_features)
+    outputs["domain"] = keras.layers.Dense(1, activation="sigmoid", name="domain")(standardised)
     outputs["nuisance"] = GroupedDense(4, groups=2, name="nuisance")([pooled, group])
     model = keras.Model({"images": images, "group": group}, outputs, name="every_layer")
     return compile_like_training(

@@ -37,7 +37,16 @@ META_KEY = b"keras_reid"
 FORMAT_VERSION = 1
 SPLITS = ("train", "query", "gallery")
 # What every shard of one extraction must agree on.
-EXTRACTION_KEYS = ("model_sha256", "dim", "data", "split", "rows", "num_shards", "batch_size")
+EXTRACTION_KEYS = (
+    "model_sha256",
+    "dim",
+    "data",
+    "split",
+    "rows",
+    "table_sha256",
+    "num_shards",
+    "batch_size",
+)
 # What every extraction in one feature set (an index) must agree on.
 COMPARABLE_KEYS = ("model_sha256", "dim", "normalized", "tta")
 
@@ -71,6 +80,20 @@ def model_fingerprint(model):
         values = np.ascontiguousarray(np.asarray(weight.numpy()))
         digest.update(f"{values.dtype.str}{values.shape};".encode())
         digest.update(values.tobytes())
+    return digest.hexdigest()
+
+
+def table_fingerprint(table):
+    """The hex SHA-256 of a split's rows: paths (relative to their common folder), pids, camids.
+
+    Machines that mount the dataset at different paths agree; machines whose
+    copies list other images (a missing folder, a partial copy) do not.
+    """
+    paths = table["path"].astype(str).tolist()
+    base = os.path.commonpath([os.path.dirname(path) for path in paths]) if paths else ""
+    digest = hashlib.sha256()
+    for path, pid, camid in zip(paths, table["pid"], table["camid"], strict=True):
+        digest.update(f"{os.path.relpath(path, base)}\t{pid}\t{camid}\n".encode())
     return digest.hexdigest()
 
 
@@ -153,9 +176,11 @@ def embed_split(
         "normalized": True,
         "tta": tta,
         "image_size": list(extractor.image_size),
-        "data": data,
+        "data": name,
+        "root": root,
         "split": split,
         "rows": len(table),
+        "table_sha256": table_fingerprint(table),
         "shard": shard,
         "num_shards": num_shards,
         "start": start,
@@ -286,6 +311,13 @@ def _check_extraction(shards):
     """Shards ``[(path, table, embeddings, meta)]`` of one extraction: all there, none twice."""
     first_path, *_, first = shards[0]
     for path, _, _, meta in shards[1:]:
+        if meta["rows"] != first["rows"] or meta["table_sha256"] != first["table_sha256"]:
+            raise ReIDError(
+                f"{path} and {first_path} were embedded from different lists of "
+                f"{_describe(meta)} images ({meta['rows']} rows under {meta['root']} vs "
+                f"{first['rows']} under {first['root']}); every machine needs the same copy "
+                "of the dataset."
+            )
         for key in EXTRACTION_KEYS:
             if meta[key] != first[key]:
                 raise ReIDError(

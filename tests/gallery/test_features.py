@@ -1,6 +1,7 @@
 """Sharded feature extraction: ``keras-reid embed`` and keras_reid.gallery.features."""
 
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -146,3 +147,25 @@ def test_bad_shard_arguments_are_one_line_errors(setting, tmp_path):
     lines = stderr.strip().splitlines()
     assert code == 2 and len(lines) == 1, stderr
     assert "shard 5 does not exist in 2 shard(s)" in lines[0]
+
+
+def test_machines_may_mount_the_data_elsewhere_but_must_list_the_same_images(setting, tmp_path):
+    root = setting["data"].partition(":")[2]
+    here, there = tmp_path / "here", tmp_path / "there"
+    shutil.copytree(root, here)
+    shutil.copytree(root, there)
+    model, out = setting["model"], tmp_path / "shards"
+    embed_split(model, f"market1501:{here}", "gallery", out, 0, 2, batch_size=4)
+    embed_split(model, f"market1501:{there}", "gallery", out, 1, 2, batch_size=4)
+    whole = read_features([out])
+    single = setting["base"] / "whole"
+    if not single.exists():
+        embed_split(model, setting["data"], "gallery", single, batch_size=4)
+    np.testing.assert_array_equal(whole.embeddings, read_features([single]).embeddings)
+
+    # A copy that lacks one image (and so lists one row fewer, or another image).
+    removed = sorted((there / "bounding_box_test").iterdir())[0]
+    removed.unlink()
+    embed_split(model, f"market1501:{there}", "gallery", out, 1, 2, batch_size=4, overwrite=True)
+    with pytest.raises(ReIDError, match="different lists of market1501 gallery images"):
+        read_features([out])
