@@ -20,6 +20,9 @@ NOISE = re.compile(
     rb"|E\d{4} [\d:.]+ +\d+ (jpeg_mem|png_io|gif_io|bmp_io)\.cc:\d+\]"
     # libjpeg's own line for a JPEG that ends in its first bytes, unprefixed.
     rb"|Input file read error\r?\n?$"
+    # The second line of a multi-worker start-up notice ("Waiting for 1/2 tasks
+    # to connect." / "Example stragglers:"): a task's name alone.
+    rb"|/job:\w+/replica:\d+/task:\d+\r?\n?$"
     rb"|WARNING: All log messages before absl::InitializeLog"
     rb"|To enable the following instructions: )"
 )

@@ -1,0 +1,26 @@
+"""keras_reid._quiet: TensorFlow's C++ chatter is dropped, everything else is kept."""
+
+from keras_reid._quiet import drop_noise
+
+# Lines as TensorFlow 2.21 writes them to fd 2 (copied from real runs).
+NOISE = [
+    b"I0000 00:00:1796095079.746862   20170 port.cc:153] oneDNN custom operations are on.\n",
+    b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
+    b"I0000 00:00:1796099613.113366   29833 coordination_service.cc:502] Waiting for 1/2 tasks "
+    b"to connect.\n",
+    b"I0000 00:00:1796099613.113375   29833 coordination_service.cc:505] Example stragglers:\n",
+    b"/job:worker/replica:0/task:1\n",
+]
+KEPT = [
+    b"keras-reid train: error: TF_CONFIG is not valid JSON (...)\n",
+    b"E0000 00:00:1796099613.1 29833 grpc_server_lib.cc:12] Could not start gRPC server\n",
+    b"multi-worker training: task worker 0 of 2, 2 replicas in all\n",
+    b"the chief is /job:worker/replica:0/task:0\n",
+    b"Epoch 1/2\r12/12 - 3s\n",
+]
+
+
+def test_noise_is_dropped_and_messages_kept_in_order():
+    mixed = b"".join(line for pair in zip(NOISE, KEPT, strict=True) for line in pair)
+    assert drop_noise(mixed) == b"".join(KEPT)
+    assert drop_noise(b"".join(NOISE)) == b""
