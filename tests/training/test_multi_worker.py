@@ -8,10 +8,11 @@ import sys
 import textwrap
 from collections import Counter
 
+import keras
 import numpy as np
 import pytest
 import yaml
-from console import run
+from console import finish, run, start
 
 from keras_reid.errors import ReIDError
 from keras_reid.training.distribute import worker_task
@@ -240,3 +241,33 @@ def test_the_console_script_refuses_a_bad_tf_config_in_one_line(tiny_synth, tmp_
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "TF_CONFIG is not valid JSON" in lines[0], err
     assert not out.exists()
+
+
+def test_two_console_scripts_train_one_model(tiny_synth, tmp_path):
+    """The user's way: the same ``keras-reid train`` on each worker, only TF_CONFIG differs."""
+    config, out = tmp_path / "config.yaml", tmp_path / "run"
+    settings = tiny_config(tiny_synth["synth-a"])
+    settings["losses"] = {"embedding": {"name": "batch_hard"}}
+    del settings["train"]["distribute"]
+    config.write_text(yaml.safe_dump(settings))
+    ports = free_ports(2)
+    args = ["train", "msml", "--config", config, "--out", out, "--distribute", "multi_worker"]
+    workers = [
+        start(args, env={"TF_CONFIG": tf_config(ports, index), "CUDA_VISIBLE_DEVICES": ""})
+        for index in range(2)
+    ]
+    try:
+        results = [finish(worker, timeout=240) for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    for index, (code, stdout, err) in enumerate(results):
+        assert code == 0, err
+        # stderr: the one line naming the task; TensorFlow's start-up notices are dropped.
+        assert err.strip().splitlines() == [
+            f"multi-worker training: task worker {index} of 2, 2 replicas in all"
+        ], err
+        assert stdout.strip().endswith(f"wrote {out}")
+    chief = keras.models.load_model(out / "model.keras").get_weights()
+    other = keras.models.load_model(out / "workers" / "1" / "model.keras").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(chief, other, strict=True))
