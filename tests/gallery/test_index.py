@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from keras_reid.cli import main
+from keras_reid.data.pipeline import load_image
 from keras_reid.errors import ReIDError
 from keras_reid.extractor import FeatureExtractor
 from keras_reid.gallery import FeatureSet, model_fingerprint, write_features
@@ -309,3 +310,22 @@ def test_csv_and_json_hits_and_damaged_indexes(gallery_files, tmp_path, capsys):
     (folder / "rows.parquet").unlink()
     line = error_of(["search", str(folder), "--model", model, queries[0]])
     assert "is not a gallery index (no rows.parquet)" in line
+
+
+def test_search_embeds_queries_with_the_index_tta_unless_told(gallery_files):
+    table, model = gallery_files["table"], gallery_files["model"]
+    gallery = gallery_files["embeddings"]
+    keras_model = keras.models.load_model(model)
+    meta = {"model": model, "model_sha256": model_fingerprint(keras_model), "tta": "flip"}
+    flipped = GalleryIndex.build(gallery, table, meta=meta)
+    query = table["path"][2]
+    # Independently: the model on the decoded image and on its mirror, by hand.
+    image = load_image(query, (16, 8)).numpy()[None]
+    raw = [keras_model.predict(x, verbose=0)["embedding"] for x in (image, image[:, :, ::-1])]
+    plain, with_flip = unit(raw[0]), unit((raw[0] + raw[1]) / 2)
+    assert not np.allclose(plain, with_flip, atol=1e-3)  # the mirror changes the query
+    for tta, embedded in (("index", with_flip), (None, plain), ("flip", with_flip)):
+        hits = search_images(flipped, model, [query], top=8, tta=tta)
+        ids, scores = brute_force(embedded, gallery, 8)
+        assert hits["path"].tolist() == table["path"].to_numpy()[ids[0]].tolist(), tta
+        np.testing.assert_allclose(hits["score"], scores[0], atol=1e-5)
