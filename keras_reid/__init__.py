@@ -30,7 +30,6 @@ with quiet_fd2():
     from keras_reid.data import ReIDDataset, load_dataset
     from keras_reid.errors import ReIDError
     from keras_reid.export import export_saved_model
-    from keras_reid.export_onnx import export_onnx
     from keras_reid.extractor import FeatureExtractor, load_model
 
 __version__ = "0.1.0"
@@ -41,7 +40,6 @@ __all__ = [
     "ReIDError",
     "__version__",
     "data",
-    "export_onnx",
     "export_saved_model",
     "layers",
     "load_dataset",
