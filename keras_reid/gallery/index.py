@@ -61,6 +61,8 @@ NORM_TOLERANCE = 1e-3
 HIT_COLUMNS = ("query", "rank", "score", "pid", "camid", "path", "dataset")
 # Query rows searched at a time by distances(): 256 x the gallery's int64 ids.
 _CHUNK_ROWS = 256
+# Distances in one block of evaluate_with_index (float32: 256 MB).
+_BLOCK_DISTANCES = 2**26
 
 
 def _faiss():
@@ -564,16 +566,24 @@ def search_images(index, model, images, top=10, tta="index", batch_size=128):
     return hits
 
 
-def evaluate_with_index(index, query_features, query_table, ranks=(1, 5, 10), search_all=None):
+def evaluate_with_index(
+    index, query_features, query_table, ranks=(1, 5, 10), search_all=None, block_queries=None
+):
     """Score a query set against the index's gallery with the Market-1501 rule.
 
-    The index ranks the whole gallery for every query (:meth:`GalleryIndex.distances`);
-    the ranking is scored by :func:`keras_reid.metrics.rank_metrics_for_rules`
-    (junk pid -1 and same-id same-camera gallery rows ignored), as
+    The index ranks the whole gallery for every query (:meth:`GalleryIndex.distances`),
+    ``block_queries`` queries at a time; the ranking is scored by
+    :func:`keras_reid.metrics.rank_metrics_in_blocks` (junk pid -1 and
+    same-id same-camera gallery rows ignored), as
     :func:`keras_reid.metrics.evaluate` does. With an exact index the row
     equals ``evaluate(query_features, gallery_features, query_table,
-    gallery_table, metric="cosine")``. ``search_all``: see
-    :meth:`GalleryIndex.distances`.
+    gallery_table, metric="cosine")``, whatever the block size.
+
+    Args:
+        search_all: see :meth:`GalleryIndex.distances`.
+        block_queries: queries per distance block. Default: as many as keep a
+            block within 2**26 distances (256 MB), so a gallery of millions
+            is scored without its ``num_query x num_gallery`` matrix.
 
     Returns:
         :func:`~keras_reid.metrics.evaluate`'s one-row DataFrame.
@@ -582,18 +592,29 @@ def evaluate_with_index(index, query_features, query_table, ranks=(1, 5, 10), se
         >>> row = evaluate_with_index(index, query.embeddings, query.table)
     """
     from keras_reid.metrics.evaluate import ProtocolRanking, _check_table, results_row
-    from keras_reid.metrics.ranking import rank_metrics_for_rules
+    from keras_reid.metrics.ranking import rank_metrics_in_blocks
 
     ranks = tuple(ranks)
     _check_table(query_table, query_features, "query")
-    dist = index.distances(query_features, search_all=search_all)
-    results = rank_metrics_for_rules(
-        dist,
+    if block_queries is None:
+        block_queries = max(1, _BLOCK_DISTANCES // max(1, len(index)))
+    if isinstance(block_queries, bool) or not isinstance(block_queries, int) or block_queries < 1:
+        raise ReIDError(
+            f"block_queries must be a positive integer. Received: block_queries={block_queries!r}"
+        )
+    features = np.asarray(query_features)
+    blocks = (
+        (start, index.distances(features[start : start + block_queries], search_all=search_all))
+        for start in range(0, len(features), block_queries)
+    )
+    results = rank_metrics_in_blocks(
+        blocks,
         query_table["pid"].to_numpy(),
         index.table["pid"].to_numpy(),
         query_table["camid"].to_numpy(),
         index.table["camid"].to_numpy(),
         max_rank=int(max(ranks)),
     )
-    ranking = ProtocolRanking(dist, query_table, index.table, results, "market")
+    # No distance matrix: the row needs only the results and the tables.
+    ranking = ProtocolRanking(None, query_table, index.table, results, "market")
     return results_row(ranking, ranks, metric=f"cosine ({index.kind} index)")

@@ -25,6 +25,7 @@ from keras_reid.metrics.ranking import (
     cuhk03_single_shot,
     rank_metrics,
     rank_metrics_for_rules,
+    rank_metrics_in_blocks,
 )
 from keras_reid.metrics.rerank import re_rank
 from keras_reid.metrics.video import pool_tracklets
@@ -43,5 +44,6 @@ __all__ = [
     "probe_accuracy",
     "rank_metrics",
     "rank_metrics_for_rules",
+    "rank_metrics_in_blocks",
     "re_rank",
 ]

@@ -78,7 +78,9 @@ class ProtocolRanking:
 
     Attributes:
         dist: (num_query, num_gallery) distances the protocol ranks (after
-            tracklet pooling and re-ranking, when they apply).
+            tracklet pooling and re-ranking, when they apply); None where
+            they were scored in blocks and never held whole
+            (:func:`keras_reid.gallery.evaluate_with_index`).
         query_table, gallery_table: the rows of ``dist``: the dataset tables,
             or for the video protocol one row per tracklet (from
             :func:`~keras_reid.metrics.pool_tracklets`, ``path`` being the

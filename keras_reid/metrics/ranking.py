@@ -385,18 +385,57 @@ def rank_metrics_for_rules(dist, q_pids, g_pids, q_camids, g_camids, max_rank=50
     ``rules`` is a subset of ``("market", "nd")``; ``evaluate`` uses both at once,
     which costs little more than one.
     """
+    checked = check_ranking_inputs(dist, q_pids, g_pids, q_camids, g_camids)
+    return rank_metrics_in_blocks([(0, checked[0])], *checked[1:], max_rank=max_rank, rules=rules)
+
+
+def rank_metrics_in_blocks(blocks, q_pids, g_pids, q_camids, g_camids, max_rank=50, rules=RULES):
+    """:func:`rank_metrics_for_rules` from the distance matrix in blocks of query rows.
+
+    ``blocks`` yields ``(start, dist)``: the distances of queries
+    ``start .. start + len(dist) - 1`` to the whole gallery, in order and
+    covering every query once. A positive's rank depends on its query's row
+    alone, so the result equals the one from the whole matrix exactly, while
+    only one block is in memory: a gallery of millions needs no
+    ``num_query x num_gallery`` matrix.
+
+    Example:
+        >>> blocks = ((s, pairwise_distance(q[s:s + 100], g)) for s in range(0, len(q), 100))
+        >>> rank_metrics_in_blocks(blocks, q_pids, g_pids, q_camids, g_camids)["market"].mAP
+    """
     max_rank = _check_max_rank(max_rank)
     unknown = [r for r in rules if r not in RULES]
     if unknown or not rules:
         raise ReIDError(f"rules must be a non-empty subset of {RULES}. Received: rules={rules!r}")
-    dist, q_pids, g_pids, q_camids, g_camids = check_ranking_inputs(
-        dist, q_pids, g_pids, q_camids, g_camids
-    )
-    pair_q, ranks = _positive_ranks(dist, q_pids, g_pids, q_camids, g_camids, tuple(rules))
+    q_pids, q_camids = np.asarray(q_pids), np.asarray(q_camids)
+    pairs, ranks, covered = [], {rule: [] for rule in rules}, 0
+    for start, dist in blocks:
+        if start != covered:
+            raise ReIDError(
+                f"distance blocks must cover the queries in order: expected a block starting "
+                f"at query {covered}, got one at {start}."
+            )
+        stop = start + len(dist)
+        checked = check_ranking_inputs(
+            dist, q_pids[start:stop], g_pids, q_camids[start:stop], g_camids
+        )
+        pair_q, block_ranks = _positive_ranks(*checked, tuple(rules))
+        pairs.append(pair_q + start)
+        for rule in rules:
+            ranks[rule].append(block_ranks[rule])
+        covered = stop
+    if covered != len(q_pids):
+        raise ReIDError(
+            f"distance blocks cover {covered} of {len(q_pids)} queries; pass a block for each."
+        )
+    if not pairs:
+        raise ReIDError("no query to score: the distance blocks are empty.")
+    pair_q = np.concatenate(pairs)
     if len(pair_q) == 0:
-        raise _no_match_error(q_pids, g_pids, dist.shape[0])
+        raise _no_match_error(q_pids, g_pids, len(q_pids))
     return {
-        rule: _metrics_from_ranks(pair_q, ranks[rule], dist.shape[0], max_rank) for rule in rules
+        rule: _metrics_from_ranks(pair_q, np.concatenate(ranks[rule]), len(q_pids), max_rank)
+        for rule in rules
     }
 
 

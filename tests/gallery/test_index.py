@@ -169,6 +169,9 @@ def test_protocol_scores_from_the_index_equal_evaluate():
             assert row[column][0] == pytest.approx(expected[column][0], abs=1e-6), column
     row = evaluate_with_index(index, query, q_table)
     assert row[columns].equals(expected[columns])  # the same matrix product: bit for bit
+    for block in (1, 7, 80):  # one query at a time, uneven blocks, all at once
+        row = evaluate_with_index(index, query, q_table, block_queries=block)
+        assert row[columns].equals(expected[columns]), block
 
 
 def tiny_model(dim=6, seed=0):

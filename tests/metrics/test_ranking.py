@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from keras_reid.errors import ReIDError
-from keras_reid.metrics import RankResult, rank_metrics, rank_metrics_for_rules
+from keras_reid.metrics import (
+    RankResult,
+    rank_metrics,
+    rank_metrics_for_rules,
+    rank_metrics_in_blocks,
+)
 
 
 def naive_rank_metrics(dist, q_pids, g_pids, q_camids, g_camids, max_rank, nd):
@@ -71,6 +76,32 @@ def test_matches_naive_loop_across_query_chunks(nd):
     rng = np.random.default_rng(7)
     case = random_case(rng, 300, 60, 15, integer_distances=False)
     assert_matches_naive(*case, max_rank=80, nd=nd)
+
+
+@pytest.mark.parametrize("block", [1, 7, 40])
+def test_blocks_of_query_rows_match_the_naive_loop(block):
+    rng = np.random.default_rng(11)
+    dist, q_pids, g_pids, q_camids, g_camids = random_case(rng, 40, 120, 8, True)
+    blocks = ((s, dist[s : s + block]) for s in range(0, len(dist), block))
+    results = rank_metrics_in_blocks(blocks, q_pids, g_pids, q_camids, g_camids, max_rank=20)
+    for rule, nd in (("market", False), ("nd", True)):
+        cmc, m_ap, m_inp, num_valid, per_query = naive_rank_metrics(
+            dist, q_pids, g_pids, q_camids, g_camids, 20, nd
+        )
+        np.testing.assert_allclose(results[rule].cmc, cmc, atol=1e-6)
+        assert results[rule].mAP == pytest.approx(m_ap, abs=1e-6)
+        assert results[rule].mINP == pytest.approx(m_inp, abs=1e-6)
+        assert results[rule].num_valid_queries == num_valid
+        np.testing.assert_allclose(results[rule].average_precision, per_query, atol=1e-6)
+
+
+def test_blocks_must_cover_every_query_once_in_order():
+    rng = np.random.default_rng(12)
+    dist, *labels = random_case(rng, 10, 30, 4, False)
+    with pytest.raises(ReIDError, match="expected a block starting at query 5, got one at 6"):
+        rank_metrics_in_blocks([(0, dist[:5]), (6, dist[6:])], *labels)
+    with pytest.raises(ReIDError, match="cover 5 of 10 queries"):
+        rank_metrics_in_blocks([(0, dist[:5])], *labels)
 
 
 def test_float64_and_integer_matrices():
