@@ -226,12 +226,18 @@ def test_tf_config_tasks():
     assert task.is_chief
 
 
-def test_the_console_script_refuses_a_bad_tf_config_in_one_line(tiny_synth, tmp_path):
-    config, out = tmp_path / "config.yaml", tmp_path / "run"
+def cli_config(tiny_synth, folder):
+    """The tiny config for ``keras-reid train``: a built-in loss, the strategy from --distribute."""
     settings = tiny_config(tiny_synth["synth-a"])
     settings["losses"] = {"embedding": {"name": "batch_hard"}}
     del settings["train"]["distribute"]
-    config.write_text(yaml.safe_dump(settings))
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+def test_the_console_script_refuses_a_bad_tf_config_in_one_line(tiny_synth, tmp_path):
+    config, out = cli_config(tiny_synth, tmp_path), tmp_path / "run"
     code, _, err = run(
         ["train", "msml", "--config", config, "--out", out, "--distribute", "multi_worker"],
         env={"TF_CONFIG": "not json"},
@@ -245,11 +251,7 @@ def test_the_console_script_refuses_a_bad_tf_config_in_one_line(tiny_synth, tmp_
 
 def test_two_console_scripts_train_one_model(tiny_synth, tmp_path):
     """The user's way: the same ``keras-reid train`` on each worker, only TF_CONFIG differs."""
-    config, out = tmp_path / "config.yaml", tmp_path / "run"
-    settings = tiny_config(tiny_synth["synth-a"])
-    settings["losses"] = {"embedding": {"name": "batch_hard"}}
-    del settings["train"]["distribute"]
-    config.write_text(yaml.safe_dump(settings))
+    config, out = cli_config(tiny_synth, tmp_path), tmp_path / "run"
     ports = free_ports(2)
     args = ["train", "msml", "--config", config, "--out", out, "--distribute", "multi_worker"]
     workers = [
