@@ -233,7 +233,7 @@ def score_run(run, datasets, tta=None, rerank=False, batch_size=128):
     import pandas as pd
 
     from keras_reid.reporting import evaluate_model, load_keras_model
-    from keras_reid.training.recipe import load_spec
+    from keras_reid.training.training_data import load_spec
 
     path = os.path.join(run, SCORES_FILE)
     protocol = (tta or "none", bool(rerank))

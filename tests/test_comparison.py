@@ -26,7 +26,7 @@ from keras_reid.config import load_config
 from keras_reid.errors import ReIDError
 from keras_reid.models import build_model
 from keras_reid.reporting import evaluate_model
-from keras_reid.training.recipe import load_spec
+from keras_reid.training.training_data import load_spec
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "train_scripts", "configs")
 

@@ -19,13 +19,8 @@ The config recorded in the run folder is the resolved one, defaults included.
 
 import copy
 
-from keras_reid.training.recipe import (
-    TrainingData,
-    check_config,
-    load_training_data,
-    train,
-    triplet_metrics,
-)
+from keras_reid.training.recipe import check_config, train, triplet_metrics
+from keras_reid.training.training_data import TrainingData, load_training_data
 
 DEFAULTS = {
     "model": {"name": "trinet"},

@@ -37,8 +37,9 @@ from keras_reid.config import (
     prepare_run_dir,
 )
 from keras_reid.errors import ReIDError
-from keras_reid.training.recipe import SECTIONS, check_config, load_training_data, train
+from keras_reid.training.recipe import SECTIONS, check_config, train
 from keras_reid.training.state import save_model
+from keras_reid.training.training_data import load_training_data
 
 logger = logging.getLogger("keras_reid.training")
 
@@ -82,7 +83,7 @@ def train_stages(config, out, resume=False, data=None):
             (:func:`~keras_reid.training.recipe.train`).
         out: the run folder; refused if not empty unless ``resume``.
         resume: skip finished stages, resume the interrupted one.
-        data: a :class:`~keras_reid.training.recipe.TrainingData` for every stage
+        data: a :class:`~keras_reid.training.training_data.TrainingData` for every stage
             instead of their ``data`` sections.
 
     Example:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from keras_reid.config import call_section
 from keras_reid.errors import ReIDError
-from keras_reid.training.recipe import load_spec
+from keras_reid.training.training_data import load_spec
 
 logger = logging.getLogger("keras_reid.training")
 
@@ -111,7 +111,7 @@ def load_embae_data(sources, target):
     """The ``data`` section: ``sources`` (one spec or a list), ``target`` (one spec).
 
     A spec is ``"name[:root]"`` or ``{name, root, <parser options>}``, as in
-    :func:`keras_reid.training.recipe.load_training_data`.
+    :func:`keras_reid.training.training_data.load_training_data`.
 
     Example:
         >>> data = load_embae_data(["dukemtmc:/data/DukeMTMC-reID"], "market1501:/data/market")

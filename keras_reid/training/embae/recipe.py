@@ -50,7 +50,7 @@ from keras_reid.training.embedding import (
     train_embedding,
 )
 from keras_reid.training.feature_cache import cached_trunk_features
-from keras_reid.training.recipe import TrainingData
+from keras_reid.training.training_data import TrainingData
 
 logger = logging.getLogger("keras_reid.training")
 

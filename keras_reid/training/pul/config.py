@@ -12,14 +12,10 @@ from keras_reid.data.dataset import ReIDDataset
 from keras_reid.errors import ReIDError
 from keras_reid.reporting import load_keras_model
 from keras_reid.training.optimizers import OPTIMIZERS
-from keras_reid.training.recipe import (
-    BATCH_KINDS,
-    TrainingData,
-    check_config,
-    load_spec,
-)
+from keras_reid.training.recipe import BATCH_KINDS, check_config
 from keras_reid.training.runner import TrainOptions
 from keras_reid.training.schedules import build_schedule
+from keras_reid.training.training_data import TrainingData, load_spec
 
 SECTIONS = ("data", "start", "pul", "finetune", "train")
 FINETUNE_SECTIONS = ("batches", "optimizer", "schedule", "train")
@@ -123,7 +119,7 @@ def load_pul_data(target, sources=None):
     """The ``data`` section: ``target`` (one spec), ``sources`` (one spec or a list, optional).
 
     A spec is ``"name[:root]"`` or ``{name, root, <parser options>}``, as in
-    :func:`keras_reid.training.recipe.load_training_data`. The target's person
+    :func:`keras_reid.training.training_data.load_training_data`. The target's person
     ids are not used in training, only to score on its query/gallery.
 
     Example:

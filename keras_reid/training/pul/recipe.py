@@ -22,7 +22,8 @@ from keras_reid.training.pul.config import (
 )
 from keras_reid.training.pul.rounds import pseudo_labels, pul_model, reliable_dataset
 from keras_reid.training.pul.scoring import results_frame, score_row, write_results
-from keras_reid.training.recipe import TrainingData, train
+from keras_reid.training.recipe import train
+from keras_reid.training.training_data import TrainingData
 
 logger = logging.getLogger("keras_reid.training")
 
