@@ -453,8 +453,7 @@ class GalleryIndex:
         if search_all is None:
             search_all = self.kind != "exact"
         if not search_all:
-            stored = self.index.reconstruct_n(0, len(self))
-            return pairwise_distance(embeddings, stored, metric="cosine")
+            return pairwise_distance(embeddings, self._stored(), metric="cosine")
         out = np.full((len(embeddings), len(self)), 2.0, np.float32)
         for start in range(0, len(embeddings), _CHUNK_ROWS):
             scores, ids = self._search(embeddings[start : start + _CHUNK_ROWS], len(self))
@@ -463,6 +462,15 @@ class GalleryIndex:
             found = ids >= 0
             block[rows[found], ids[found]] = np.maximum(1.0 - scores[found], 0.0)
         return out
+
+    def _stored(self):
+        """The exact index's vectors ``[N, D]``: a view of its own storage, not a copy."""
+        faiss = _faiss()
+        if isinstance(self.index, faiss.IndexFlat):
+            return faiss.rev_swig_ptr(self.index.get_xb(), len(self) * self.dim).reshape(
+                len(self), self.dim
+            )
+        return self.index.reconstruct_n(0, len(self))
 
     def recall(self, embeddings, top=10, exact=None):
         """Recall@``top`` of this index against exact search: the share of true top hits found.
