@@ -42,6 +42,7 @@ whatever the number of worker processes.
 """
 
 import colorsys
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -49,7 +50,7 @@ import os
 import shutil
 import sys
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
@@ -634,11 +635,17 @@ def _resolve(preset, seed, ids, size):
     return spec, seed, ids, _check_size(size)
 
 
+def spec_fingerprint(spec):
+    """The hex SHA-256 of a preset's every parameter: a changed preset is another generation."""
+    return hashlib.sha256(repr(asdict(spec)).encode()).hexdigest()
+
+
 def _meta(spec, seed, ids, size):
     return {
         "generator": "SynthReID",
         "version": VERSION,
         "preset": spec.name,
+        "spec_sha256": spec_fingerprint(spec),
         "seed": seed,
         "ids": ids,
         "size": list(size),
@@ -1618,7 +1625,8 @@ def load_synthreid(preset, root=None, seed=0, ids=None, size=(128, 64)):
 
     A folder holding a generation with the same parameters is read; a missing
     or empty one is generated; any other content is an error (except in the
-    cache, where a generation by another SynthReID version is replaced).
+    cache, where a generation by another SynthReID version, or of another
+    definition of the preset, is replaced).
     """
     spec, seed, ids, size = _resolve(preset, seed, ids, size)
     expected = _meta(spec, seed, ids, size)
@@ -1629,9 +1637,22 @@ def load_synthreid(preset, root=None, seed=0, ids=None, size=(128, 64)):
         else os.path.abspath(os.path.expanduser(str(root)))
     )
     meta = read_meta(root)
+    if not cached and meta is not None and "spec_sha256" not in meta:
+        # Written before generations recorded their preset's fingerprint: judged
+        # by the other parameters (the cache, which this version fills, is rebuilt).
+        expected = {k: v for k, v in expected.items() if k != "spec_sha256"}
     if not _same_params(meta, expected):
         empty = not os.path.exists(root) or (os.path.isdir(root) and not os.listdir(root))
-        stale = cached and meta is not None and meta.get("version") != VERSION
+        # The cache is this library's own: a generation by another SynthReID
+        # version or of another definition of the preset is replaced.
+        stale = (
+            cached
+            and meta is not None
+            and (
+                meta.get("version") != VERSION
+                or meta.get("spec_sha256") != expected.get("spec_sha256")
+            )
+        )
         if not (empty or stale):
             found = {k: meta.get(k) for k in expected} if meta else f"no {META_FILE}"
             raise ReIDError(

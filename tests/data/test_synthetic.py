@@ -1,5 +1,6 @@
 """SynthReID: determinism, Market layout and counts, safe writing, registry cache."""
 
+import dataclasses
 import json
 import os
 import re
@@ -184,6 +185,30 @@ def test_registry_generates_once_into_the_cache(tmp_path, monkeypatch):
     # A folder holding another generation is an error, not a silent mix-up.
     with pytest.raises(ReIDError, match="delete the folder"):
         load_dataset("synth-b", root=str(root), seed=1, ids=IDS, size=SIZE)
+
+
+def test_a_changed_preset_is_regenerated_in_the_cache_and_refused_elsewhere(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_REID_HOME", str(tmp_path))
+    before = load_dataset("synth-b", ids=IDS, size=SIZE)
+    given = tmp_path / "given"
+    load_dataset("synth-b", root=str(given), ids=IDS, size=SIZE)
+    # The same name, other people: more distractors per test identity.
+    changed = dataclasses.replace(synthetic.PRESETS["synth-b"], distractors=2.0)
+    monkeypatch.setitem(synthetic.PRESETS, "synth-b", changed)
+
+    after = load_dataset("synth-b", ids=IDS, size=SIZE)
+    assert after.train.path[0] == before.train.path[0]  # the same cache folder ...
+    assert (after.gallery.pid == 0).sum() > (before.gallery.pid == 0).sum()  # ... regenerated
+    root = synthetic.cache_root("synth-b", ids=IDS, size=SIZE)
+    assert synthetic.read_meta(root)["spec_sha256"] == synthetic.spec_fingerprint(changed)
+    with pytest.raises(ReIDError, match="is not a SynthReID generation with .*delete the folder"):
+        load_dataset("synth-b", root=str(given), ids=IDS, size=SIZE)
+
+    # A folder written before generations recorded the fingerprint is judged without it.
+    meta = json.loads((given / synthetic.META_FILE).read_text())
+    del meta["spec_sha256"]
+    (given / synthetic.META_FILE).write_text(json.dumps(meta))
+    load_dataset("synth-b", root=str(given), ids=IDS, size=SIZE)
 
 
 def test_registry_generates_into_a_given_root(tmp_path):
