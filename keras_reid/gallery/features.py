@@ -254,44 +254,39 @@ def _files(paths):
     return files
 
 
-def read_meta(path):
-    """The extraction record of one features file, without reading its rows."""
+def _read_parquet(path, schema_only=False):
+    """pyarrow's table (or only its schema) of ``path``; a one-line ReIDError if unreadable."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        raw = (pq.read_schema(path).metadata or {}).get(META_KEY)
+        return pq.read_schema(path) if schema_only else pq.read_table(path)
     except (OSError, pa.ArrowException) as error:
         raise ReIDError(
             f"{path} is not a readable Parquet file ({' '.join(str(error).split())}); embed "
             "that shard again."
         ) from None
-    if raw is None:
-        raise ReIDError(
-            f"{path} is not a keras-reid features file (no keras_reid record); write "
-            "features with keras-reid embed."
-        )
-    return json.loads(raw)
 
 
-def _read_one(path):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        arrow = pq.read_table(path)
-    except (OSError, pa.ArrowException) as error:
-        raise ReIDError(
-            f"{path} is not a readable Parquet file ({' '.join(str(error).split())}); embed "
-            "that shard again."
-        ) from None
-    raw = (arrow.schema.metadata or {}).get(META_KEY)
-    if raw is None or "embedding" not in arrow.column_names or "row" not in arrow.column_names:
+def _record(path, schema):
+    """The extraction record in a features file's schema, checked to be one of ours."""
+    raw = (schema.metadata or {}).get(META_KEY)
+    if raw is None or "embedding" not in schema.names or "row" not in schema.names:
         raise ReIDError(
             f"{path} is not a keras-reid features file (no keras_reid record, 'row' or "
             "'embedding' column); write features with keras-reid embed."
         )
-    meta = json.loads(raw)
+    return json.loads(raw)
+
+
+def read_meta(path):
+    """The extraction record of one features file, without reading its rows."""
+    return _record(path, _read_parquet(path, schema_only=True))
+
+
+def _read_one(path):
+    arrow = _read_parquet(path)
+    meta = _record(path, arrow.schema)
     column = arrow.column("embedding").combine_chunks()
     embeddings = np.asarray(column.flatten(), np.float32).reshape(len(arrow), meta["dim"])
     table = arrow.drop_columns(["embedding"]).to_pandas()
