@@ -20,6 +20,7 @@ import os
 
 import numpy as np
 
+from keras_reid.environment import with_versions
 from keras_reid.errors import ReIDError
 from keras_reid.fileio import write_text
 
@@ -218,7 +219,9 @@ def score_run(run, datasets, tta=None, rerank=False, batch_size=128):
     Scores already in ``RUN/scores.csv`` (same dataset spec, test-time
     augmentation and re-ranking) are reused; the others are computed with
     :func:`keras_reid.reporting.evaluate_model` and added to it (written
-    atomically).
+    atomically), each row with the library versions that computed it (the
+    columns of :data:`keras_reid.environment.VERSION_COLUMNS`; empty in rows
+    written before they were recorded).
 
     Args:
         run: a finished run folder (model.keras and config.yaml).
@@ -262,7 +265,7 @@ def score_run(run, datasets, tta=None, rerank=False, batch_size=128):
         )
         row = row.rename(columns={"dataset": "name"})
         row.insert(0, "dataset", key)
-        rows.append(row)
+        rows.append(with_versions(row))
         logger.info(
             "%s on %s: Rank-1 %.3f, mAP %.3f", run, row["name"][0], *row.loc[0, ["rank1", "mAP"]]
         )

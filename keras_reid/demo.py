@@ -31,6 +31,7 @@ import pandas as pd
 from keras_reid.data import load_dataset
 from keras_reid.data.sheet import contact_sheet
 from keras_reid.data.synthetic import generate
+from keras_reid.environment import versions_line
 from keras_reid.reporting import results_markdown, write_score_results
 from keras_reid.training.embae import train_embae
 
@@ -154,7 +155,8 @@ def run_demo(out="demo_out", quick=False, seed=0, ids=None, verbose=None):
     results = train_embae(config, run, resume=True)
 
     print(f"[3/3] {SOURCE} -> {TARGET}, flip TTA; change over the baseline in brackets:")
-    print(results_markdown(results), flush=True)
+    print(results_markdown(results))
+    print(f"Computed with {versions_line()}.", flush=True)
     write_score_results(results, out, f"EmbAE on SynthReID: {SOURCE} -> {TARGET}")
     minutes = (time.perf_counter() - start) / 60
     print(f"results -> {os.path.join(out, 'results.md')} (.csv, .png); {minutes:.1f} min")

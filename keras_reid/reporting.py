@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from keras_reid.data.dataset import parse_spec
+from keras_reid.environment import versions_line, with_versions
 from keras_reid.errors import ReIDError
 from keras_reid.fileio import write_text
 from keras_reid.inference import extract_features, non_finite_weights
@@ -267,8 +268,7 @@ def write_report(row, ranking, name, out, worst_first=True):
         worst_first: ranked lists show the queries with the lowest AP first.
     """
     os.makedirs(out, exist_ok=True)
-    write_text(os.path.join(out, "results.csv"), row.to_csv(index=False))
-    write_text(os.path.join(out, "results.md"), format_results(row, markdown=True) + "\n")
+    write_results_files(row, out, "results", format_results(row, markdown=True) + "\n")
     plot_cmc(
         {
             "market rule": ranking.results["market"].cmc,
@@ -399,14 +399,27 @@ def results_markdown(results):
     return score_table(results.set_index("model"))
 
 
-def write_score_results(results, out, title="EmbAE", name="results"):
+def write_results_files(results, out, name, markdown):
+    """``{name}.csv`` and ``{name}.md`` in ``out``, atomically, each recording the versions.
+
+    The CSV gains one column per library version
+    (:data:`keras_reid.environment.VERSION_COLUMNS`) and the markdown a line
+    naming them under its table: the same code and seed score otherwise under
+    other libraries.
+    """
+    write_text(os.path.join(out, f"{name}.csv"), with_versions(results).to_csv(index=False))
+    write_text(os.path.join(out, f"{name}.md"), f"{markdown}\nComputed with {versions_line()}.\n")
+
+
+def write_score_results(results, out, title="EmbAE", name="results", baseline="baseline"):
     """{name}.csv, .md and .png of a scores table in ``out``, written atomically.
 
-    ``results`` has a "model" column, one row per model (the first, "baseline",
-    is the reference of the changes in brackets) and the :data:`SCORE_COLUMNS`.
+    ``results`` has a "model" column, one row per model (``baseline``, the
+    first, is the reference of the changes in brackets) and the
+    :data:`SCORE_COLUMNS`; the files record the library versions.
     """
-    write_text(os.path.join(out, f"{name}.csv"), results.to_csv(index=False))
-    write_text(os.path.join(out, f"{name}.md"), results_markdown(results))
+    markdown = score_table(results.set_index("model"), None, baseline)
+    write_results_files(results, out, name, markdown)
     plot_scores(results, os.path.join(out, f"{name}.png"), SCORE_COLUMNS, title)
 
 

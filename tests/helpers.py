@@ -106,3 +106,37 @@ def outputs_in_a_fresh_process(path, input_shape):
     assert loaded.returncode == 0, loaded.stderr
     outputs = json.loads(loaded.stdout.strip().splitlines()[-1])
     return {name: (tuple(shape), norm) for name, (shape, norm) in outputs.items()}
+
+
+def installed_versions():
+    """The versions a results file must record, read here from each module itself."""
+    import platform
+
+    import cv2
+    import tensorflow as tf
+
+    import keras_reid
+
+    return {
+        "python": platform.python_version(),
+        "keras_reid": keras_reid.__version__,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+    }
+
+
+def assert_records_versions(csv_frame, markdown=None):
+    """A results CSV ends with one column per library version; its markdown names them."""
+    expected = installed_versions()
+    assert list(csv_frame.columns[-len(expected) :]) == list(expected)
+    for name, version in expected.items():
+        for found in csv_frame[name].astype(str):
+            # OpenCV's distribution adds its build to the module's version (5.1.0.95).
+            assert found == version or found.startswith(version + "."), (name, found, version)
+    if markdown is None:
+        return
+    line = markdown.rstrip("\n").splitlines()[-1]
+    for name, version in expected.items():
+        assert f"{name.replace('_', '-')} {version}" in line, line

@@ -1,7 +1,8 @@
 """The installed console script: what a user's terminal, file or pipe receives."""
 
 import pytest
-from console import finish, start
+from console import finish, run, start
+from helpers import installed_versions
 
 
 def test_an_error_line_reaches_a_file_and_a_pipe_every_time(tmp_path):
@@ -25,3 +26,14 @@ def test_usage_errors_and_help_are_not_swallowed(tmp_path, stderr):
     code, _, err = finish(start(["train", "embedding"], stderr=target))
     assert code == 2
     assert "the following arguments are required: --config, --out" in err
+
+
+def test_version_names_the_libraries_behind_the_numbers():
+    code, out, err = run(["--version"])
+    assert (code, err) == (0, "")
+    expected = installed_versions()
+    parts = dict(part.rsplit(" ", 1) for part in out.strip().split(", "))
+    assert list(parts) == [name.replace("_", "-") for name in expected]
+    for name, version in expected.items():
+        found = parts[name.replace("_", "-")]
+        assert found == version or found.startswith(version + "."), (name, found)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from helpers import assert_records_versions
 from test_evaluation_scripts import script
 
 from keras_reid.comparison import (
@@ -191,7 +192,9 @@ def test_scores_are_computed_once_and_kept_in_the_run(tiny_run):
     assert first.loc[0, "name"] == "synth-b" and first.loc[0, "tta"] == "none"
     assert np.isclose(first.loc[0, "rank1"], expected.loc[0, "rank1"])
     assert np.isclose(first.loc[0, "mAP"], expected.loc[0, "mAP"])
-    assert len(pd.read_csv(run / "scores.csv")) == 1
+    kept = pd.read_csv(run / "scores.csv")
+    assert len(kept) == 1
+    assert_records_versions(kept)
     # Kept: without the model the scores still come back, and are not re-added.
     os.rename(run / "model.keras", run / "moved.keras")
     try:

@@ -5,6 +5,7 @@ import os
 
 import pandas as pd
 import pytest
+from helpers import assert_records_versions
 
 from keras_reid import demo
 from keras_reid.config import load_config
@@ -33,11 +34,14 @@ def test_demo_runs_embae_and_writes_the_papers_table(tmp_path, monkeypatch, caps
         assert step in printed
     assert list(results["model"]) == ["baseline", *VARIANTS]
     written = pd.read_csv(tmp_path / "results.csv")
+    markdown = (tmp_path / "results.md").read_text()
+    assert_records_versions(written, markdown)
+    assert "Computed with " in printed.split("[3/3]")[1]
+    written = written.iloc[:, :5]
     assert list(written.columns) == ["model", "rank1", "rank1_nd", "mAP", "mAP_nd"]
     assert list(written["model"]) == ["baseline", *VARIANTS]
     assert ((written.iloc[:, 1:] >= 0) & (written.iloc[:, 1:] <= 1)).all().all()
     # The paper's form: each variant's change over the baseline in brackets.
-    markdown = (tmp_path / "results.md").read_text()
     change = written.loc[1, "rank1"] - written.loc[0, "rank1"]
     assert f"| all | {written.loc[1, 'rank1']:.3f} ({change:+.3f}) |" in markdown
     for name in ("results.png", "synthreid_domains.png"):

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from helpers import assert_records_versions
 
 from keras_reid import reporting
 from keras_reid.data import load_dataset
@@ -90,6 +91,7 @@ def test_keras_reid_evaluate_writes_a_video_report(tmp_path):
     for name in ("results.csv", "results.md", "cmc.png", "ranked_lists.png"):
         assert (out / name).stat().st_size > 0
     assert sorted(os.listdir(out)) == ["cmc.png", "ranked_lists.png", "results.csv", "results.md"]
+    assert_records_versions(pd.read_csv(out / "results.csv"), (out / "results.md").read_text())
 
 
 def test_load_keras_model_refuses_wrong_files(tmp_path):

@@ -57,6 +57,7 @@ import numpy as np
 
 from keras_reid.data.dataset import register_dataset
 from keras_reid.data.market1501 import read_market_layout
+from keras_reid.environment import renderer_versions
 from keras_reid.errors import ReIDError
 from keras_reid.fileio import install_folder, remove_stale_temporaries, temporary_folder
 
@@ -1572,6 +1573,9 @@ def generate(preset, out, seed=0, ids=None, size=(128, 64), overwrite=False, wor
     os.makedirs(parent, exist_ok=True)
     tasks = plan(spec, seed, ids)
     meta = _meta(spec, seed, ids, size)
+    # Recorded, not compared: a folder rendered by other versions is still the
+    # same generation's data (the cache's folders are keyed by them instead).
+    meta["renderer"] = renderer_versions()
     meta["counts"] = {
         split: sum(t[0].startswith(split + os.sep) for t in tasks) for split in SPLITS
     }
@@ -1604,14 +1608,21 @@ def generate(preset, out, seed=0, ids=None, size=(128, 64), overwrite=False, wor
 
 
 def cache_root(preset, seed=0, ids=None, size=(128, 64)):
-    """The cache folder of a generation: $KERAS_REID_HOME/synthreid/{preset}-seed{s}-ids{n}-{H}x{W}.
+    """The cache folder of a generation, keyed by the renderer's library versions.
 
-    KERAS_REID_HOME defaults to ~/.cache/keras_reid.
+    ``$KERAS_REID_HOME/synthreid/opencv-{v}-numpy-{v}/{preset}-seed{s}-ids{n}-{H}x{W}``;
+    KERAS_REID_HOME defaults to ~/.cache/keras_reid. Another OpenCV or numpy
+    draws other pixels (:func:`keras_reid.environment.renderer_versions`), so an
+    upgrade or a downgrade generates its own folder instead of reusing images
+    rendered by the other versions.
     """
     spec, seed, ids, (height, width) = _resolve(preset, seed, ids, size)
     home = os.path.expanduser(os.environ.get("KERAS_REID_HOME", "~/.cache/keras_reid"))
+    renderer = "-".join(f"{k}-{v}" for k, v in renderer_versions().items())
     return os.path.abspath(
-        os.path.join(home, "synthreid", f"{spec.name}-seed{seed}-ids{ids}-{height}x{width}")
+        os.path.join(
+            home, "synthreid", renderer, f"{spec.name}-seed{seed}-ids{ids}-{height}x{width}"
+        )
     )
 
 

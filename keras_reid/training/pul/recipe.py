@@ -10,7 +10,7 @@ import pandas as pd
 from keras_reid.config import call_section, check_run_dir, check_sections, prepare_run_dir
 from keras_reid.errors import ReIDError
 from keras_reid.fileio import write_text
-from keras_reid.reporting import brief_scores
+from keras_reid.reporting import brief_scores, write_score_results
 from keras_reid.training.pul.config import (
     FINETUNE_LOSSES,
     SECTIONS,
@@ -21,7 +21,7 @@ from keras_reid.training.pul.config import (
     start_plan,
 )
 from keras_reid.training.pul.rounds import pseudo_labels, pul_model, reliable_dataset
-from keras_reid.training.pul.scoring import results_frame, score_row, write_results
+from keras_reid.training.pul.scoring import results_frame, score_row
 from keras_reid.training.recipe import train
 from keras_reid.training.training_data import TrainingData
 
@@ -136,6 +136,8 @@ def train_pul(config, out, resume=False):
         current = model
     # Written once, at the end: results.csv marks a finished run (table scripts skip it).
     results = results_frame(rows)
-    write_results(results_frame(rows_ten), out, f"{title}, ten views", "results_ten_views")
-    write_results(results, out, title)
+    write_score_results(
+        results_frame(rows_ten), out, f"{title}, ten views", "results_ten_views", "start"
+    )
+    write_score_results(results, out, title, baseline="start")
     return results

@@ -1,12 +1,8 @@
-"""PUL's results rows: the target scores of every iteration, and the results files."""
-
-import os
+"""PUL's results rows: the target scores of every iteration, with the selection counts."""
 
 import pandas as pd
 
-from keras_reid.fileio import write_text
-from keras_reid.metrics.plots import plot_scores
-from keras_reid.reporting import SCORE_COLUMNS, evaluate_model, score_table
+from keras_reid.reporting import SCORE_COLUMNS, evaluate_model
 
 RESULT_COLUMNS = ("model", "iteration", "threshold", "selected", "clusters_used", *SCORE_COLUMNS)
 
@@ -33,12 +29,3 @@ def results_frame(rows):
     """The results rows as a DataFrame; the start row has no threshold or counts (empty cells)."""
     frame = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     return frame.astype({"selected": "Int64", "clusters_used": "Int64"})
-
-
-def write_results(results, out, title, name="results"):
-    """{name}.csv, .md (changes over the start row) and .png, atomically."""
-    write_text(os.path.join(out, f"{name}.csv"), results.to_csv(index=False))
-    write_text(
-        os.path.join(out, f"{name}.md"), score_table(results.set_index("model"), None, "start")
-    )
-    plot_scores(results, os.path.join(out, f"{name}.png"), SCORE_COLUMNS, title)

@@ -1,0 +1,86 @@
+"""The versions of the libraries that compute a result.
+
+The same code and seed give other numbers under other library versions:
+SynthReID draws other pixels under another OpenCV, and training takes other
+steps under other TensorFlow, Keras or numpy numerics. Every results file a
+run writes records these versions (``results.csv`` columns, a line under
+``results.md``), ``keras-reid --version`` prints them, and the SynthReID
+cache is keyed by the renderer's (:func:`renderer_versions`).
+constraints.txt pins the versions behind the README's figures.
+"""
+
+import importlib.metadata
+import platform
+
+# The distributions that may provide a module (the first one installed is named).
+_DISTRIBUTIONS = {
+    "tensorflow": ("tensorflow-cpu", "tensorflow", "tensorflow-intel", "tf-nightly"),
+    "opencv": (
+        "opencv-python-headless",
+        "opencv-python",
+        "opencv-contrib-python-headless",
+        "opencv-contrib-python",
+    ),
+}
+# Column names of the versions in a results table, in this order.
+VERSION_COLUMNS = ("python", "keras_reid", "tensorflow", "keras", "numpy", "opencv")
+
+
+def _installed(module, attribute_version):
+    """The version of the distribution that provides ``module``, else the module's own."""
+    for name in _DISTRIBUTIONS.get(module, (module,)):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return attribute_version()
+
+
+def renderer_versions():
+    """The versions that decide SynthReID's pixels: OpenCV (drawing, resizing, JPEG) and numpy.
+
+    The opencv entry is the distribution's full version (e.g. 5.1.0.95): builds of
+    one OpenCV version may bundle other JPEG encoders.
+    """
+    import cv2
+    import numpy
+
+    return {
+        "opencv": _installed("opencv", lambda: cv2.__version__),
+        "numpy": numpy.__version__,
+    }
+
+
+def library_versions():
+    """{python, keras_reid, tensorflow, keras, numpy, opencv: version} of this process.
+
+    Example:
+        >>> library_versions()["keras"]
+        '3.15.1'
+    """
+    import keras
+    import tensorflow as tf
+
+    import keras_reid
+
+    return {
+        "python": platform.python_version(),
+        "keras_reid": keras_reid.__version__,
+        "tensorflow": _installed("tensorflow", lambda: tf.__version__),
+        "keras": keras.__version__,
+        **renderer_versions(),
+    }
+
+
+def versions_line(versions=None):
+    """One line naming the versions, for logs, ``--version`` and under markdown tables."""
+    versions = versions or library_versions()
+    return ", ".join(f"{name.replace('_', '-')} {versions[name]}" for name in VERSION_COLUMNS)
+
+
+def with_versions(frame):
+    """A copy of a results DataFrame with one column per library version, at the end."""
+    frame = frame.copy()
+    for name, version in library_versions().items():
+        frame[name] = version
+    return frame[[c for c in frame.columns if c not in VERSION_COLUMNS] + list(VERSION_COLUMNS)]
