@@ -25,7 +25,7 @@ from keras_reid.metrics import (
 from keras_reid.metrics.evaluate import rank_protocol, results_row
 
 # Which protocol a dataset's tables are scored with.
-PROTOCOL_OF = {"cuhk03": "cuhk03", "mars": "video"}
+PROTOCOL_OF = {"cuhk03": "cuhk03", "cuhk03_folders": "cuhk03", "mars": "video"}
 
 
 def one_line(text):

@@ -11,6 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MINI_MARKET = SHARED / "data" / "mini_market1501"
 MOBILENET_025 = SHARED / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
+CUHK03_LABELED = SHARED / "data" / "cuhk03_labeled"
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +20,14 @@ def mini_market_root():
     if not MINI_MARKET.is_dir():
         pytest.skip(f"real Market-1501 crops not found at {MINI_MARKET} (../shared is CI-only)")
     return MINI_MARKET
+
+
+@pytest.fixture(scope="session")
+def cuhk03_labeled_root():
+    """../shared/data/cuhk03_labeled: 8,177 real CUHK03 crops in train/ and val/."""
+    if not CUHK03_LABELED.is_dir():
+        pytest.skip(f"real CUHK03 crops not found at {CUHK03_LABELED} (../shared is CI-only)")
+    return CUHK03_LABELED
 
 
 @pytest.fixture(scope="session")

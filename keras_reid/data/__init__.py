@@ -4,6 +4,7 @@
 # here, explicitly, is what makes the registry complete.
 from keras_reid.data import (  # noqa: F401
     cuhk03,
+    cuhk03_folders,
     cuhk_sysu,
     dukemtmc,
     folder,
