@@ -31,6 +31,7 @@ CONFIGS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "train_script
 COMMON = {
     "msml_base.yaml",
     "msml_synth_base.yaml",
+    "msml_cuhk03_base.yaml",
     "sal_base.yaml",
     "sal_synth_base.yaml",
     "dien_base.yaml",
