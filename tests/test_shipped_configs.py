@@ -34,6 +34,7 @@ COMMON = {
     "msml_cuhk03_base.yaml",
     "sal_base.yaml",
     "sal_synth_base.yaml",
+    "sal_cuhk03_base.yaml",
     "dien_base.yaml",
     "dien_synth_base.yaml",
     "dien_duke_market.yaml",
