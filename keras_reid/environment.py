@@ -22,8 +22,12 @@ _DISTRIBUTIONS = {
         "opencv-contrib-python",
     ),
 }
-# Column names of the versions in a results table, in this order.
-VERSION_COLUMNS = ("python", "keras_reid", "tensorflow", "keras", "numpy", "opencv")
+# Column names of the versions in a results table, in this order. "cpu" is the
+# processor and its widest vector instructions: the lock fixes the libraries,
+# but TensorFlow's oneDNN and numpy's OpenBLAS choose their kernels by CPU.
+VERSION_COLUMNS = ("python", "keras_reid", "tensorflow", "keras", "numpy", "opencv", "cpu")
+# Vector instruction sets that select other kernels, widest first.
+_VECTOR_FLAGS = ("amx_tile", "avx512f", "avx2", "avx", "sse4_2", "asimd")
 
 
 def _installed(module, attribute_version):
@@ -34,6 +38,28 @@ def _installed(module, attribute_version):
         except importlib.metadata.PackageNotFoundError:
             continue
     return attribute_version()
+
+
+def cpu_description():
+    """The processor's model and its widest vector instruction set, e.g. "AMD EPYC (avx2)".
+
+    Read from /proc/cpuinfo on Linux; elsewhere :func:`platform.processor`.
+    """
+    model, flags = "", set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as file:
+            for line in file:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "Model") and not model:
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    model = model or platform.processor() or platform.machine() or "unknown"
+    widest = next((flag for flag in _VECTOR_FLAGS if flag in flags), None)
+    return f"{model} ({widest})" if widest else model
 
 
 def renderer_versions():
@@ -52,7 +78,7 @@ def renderer_versions():
 
 
 def library_versions():
-    """{python, keras_reid, tensorflow, keras, numpy, opencv: version} of this process.
+    """{python, keras_reid, tensorflow, keras, numpy, opencv, cpu: version} of this process.
 
     Example:
         >>> library_versions()["keras"]
@@ -69,6 +95,7 @@ def library_versions():
         "tensorflow": _installed("tensorflow", lambda: tf.__version__),
         "keras": keras.__version__,
         **renderer_versions(),
+        "cpu": cpu_description(),
     }
 
 

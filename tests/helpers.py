@@ -130,7 +130,11 @@ def installed_versions():
 def assert_records_versions(csv_frame, markdown=None):
     """A results CSV ends with one column per library version; its markdown names them."""
     expected = installed_versions()
-    assert list(csv_frame.columns[-len(expected) :]) == list(expected)
+    # The processor closes the record: its model, as /proc/cpuinfo names it.
+    assert list(csv_frame.columns[-len(expected) - 1 :]) == [*expected, "cpu"]
+    assert set(csv_frame["cpu"]) == {cpu_model()} or all(
+        str(cpu).startswith(cpu_model() + " (") for cpu in csv_frame["cpu"]
+    ), set(csv_frame["cpu"])
     for name, version in expected.items():
         for found in csv_frame[name].astype(str):
             # OpenCV's distribution adds its build to the module's version (5.1.0.95).
@@ -140,3 +144,18 @@ def assert_records_versions(csv_frame, markdown=None):
     line = markdown.rstrip("\n").splitlines()[-1]
     for name, version in expected.items():
         assert f"{name.replace('_', '-')} {version}" in line, line
+    assert f", cpu {cpu_model()}" in line, line
+
+
+def cpu_model():
+    """The processor's model name, read with lscpu (not /proc/cpuinfo, as the code does)."""
+    import platform
+    import shutil
+    import subprocess
+
+    if shutil.which("lscpu") is None:  # not Linux: the code reads platform.processor() too
+        return platform.processor() or platform.machine()
+    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    return next(
+        line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name:")
+    )

@@ -2,7 +2,7 @@
 
 import pytest
 from console import finish, run, start
-from helpers import installed_versions
+from helpers import cpu_model, installed_versions
 
 
 def test_an_error_line_reaches_a_file_and_a_pipe_every_time(tmp_path):
@@ -32,7 +32,9 @@ def test_version_names_the_libraries_behind_the_numbers():
     code, out, err = run(["--version"])
     assert (code, err) == (0, "")
     expected = installed_versions()
-    parts = dict(part.rsplit(" ", 1) for part in out.strip().split(", "))
+    libraries, cpu = out.strip().split(", cpu ")
+    assert cpu.startswith(cpu_model()), cpu
+    parts = dict(part.rsplit(" ", 1) for part in libraries.split(", "))
     assert list(parts) == [name.replace("_", "-") for name in expected]
     for name, version in expected.items():
         found = parts[name.replace("_", "-")]
