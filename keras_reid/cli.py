@@ -203,6 +203,7 @@ def cmd_train(args):
 
     from keras_reid.config import load_config
     from keras_reid.training import RECIPES
+    from keras_reid.training.distribute import start_multi_worker
 
     recipe = RECIPES.get(args.recipe)
     overrides = list(args.overrides)
@@ -214,15 +215,9 @@ def cmd_train(args):
     if args.mixed_precision:
         overrides.append(f"{train}.mixed_precision=true")
     config = load_config(args.config, overrides)
-    section = config
-    for key in train.split("."):
-        section = section.get(key) if isinstance(section, dict) else None
-    if isinstance(section, dict) and section.get("distribute") == "multi_worker":
-        from keras_reid.training.distribute import multi_worker_strategy
-
-        # TensorFlow sets up a multi-worker run only before its first op: the
-        # strategy comes before any data is read (TF_CONFIG is checked first).
-        multi_worker_strategy()
+    # TensorFlow sets up a multi-worker run only before its first op: the
+    # strategy comes before any data is read (TF_CONFIG is checked first).
+    start_multi_worker(config, train)
     result = recipe(config, args.out, resume=args.resume)
     if isinstance(result, pd.DataFrame):  # a recipe's results table (EmbAE, PUL)
         from keras_reid.reporting import results_markdown
@@ -642,10 +637,10 @@ def main(argv=None):
         failed = True
         print(f"keras-reid {args.command}: error: {describe_error(error)}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:  # Ctrl-C; a multi-worker run's SIGTERM too (its exit_code)
         failed = True
-        print(f"keras-reid {args.command}: interrupted", file=sys.stderr)
-        return 130
+        print(f"keras-reid {args.command}: {str(stop) or 'interrupted'}", file=sys.stderr)
+        return getattr(stop, "exit_code", 130)
     finally:
         restore()
         if failed and not args.debug:

@@ -1,13 +1,16 @@
 """Training on several machines: ``train.distribute: multi_worker``.
 
 ``tf.distribute.MultiWorkerMirroredStrategy`` from ``TF_CONFIG``, checked
-first (:func:`worker_task`); where each worker writes (:func:`run_folder`);
+first (:func:`worker_task`), and made once the other workers answer
+(:func:`start_multi_worker`, :func:`multi_worker_strategy`; the wait and the
+signals are :mod:`keras_reid.training.cluster`'s); where each worker writes (:func:`run_folder`);
 and what Keras 3's ``fit`` lacks for it: reductions it can take
 (``_MultiWorkerStrategy``), BatchNorm statistics kept equal across workers
 (:class:`SyncStatistics`), a barrier and a check that resumed workers agree
 on the step. The runner and the recipe use them.
 """
 
+import inspect
 import json
 import logging
 import os
@@ -16,7 +19,9 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
+from keras_reid.data.pipeline import pk_batches
 from keras_reid.errors import ReIDError
+from keras_reid.training.cluster import PEER_TIMEOUT, split_address, stop_on_signals, wait_for_peers
 
 logger = logging.getLogger("keras_reid.training")
 
@@ -35,6 +40,17 @@ class WorkerTask:
     index: int
     num_tasks: int
     has_chief: bool = False
+    tasks: tuple = ()  # ((name, "host:port"), ...) of the cluster: "chief 0", "worker 0", ...
+
+    @property
+    def name(self):
+        """This task as :attr:`tasks` names it, e.g. "worker 1"."""
+        return f"{self.type} {self.index}"
+
+    @property
+    def peers(self):
+        """``[(name, address)]`` of the cluster's other tasks."""
+        return [(name, address) for name, address in self.tasks if name != self.name]
 
     @property
     def is_chief(self):
@@ -76,6 +92,15 @@ def worker_task(environ=None):
             f'TF_CONFIG cluster.chief must be a list of one "host:port" address, got '
             f"{chief!r}; or leave it out, and worker 0 is the chief."
         )
+    tasks = []
+    for job, addresses in (("chief", chief), ("worker", workers)):
+        for i, address in enumerate(addresses):
+            if not isinstance(address, str) or split_address(address) is None:
+                raise ReIDError(
+                    f'TF_CONFIG cluster.{job}[{i}] is {address!r}, not "host:port" with a port '
+                    f'in 1..65535 (an IPv6 host in brackets, "[::1]:12345"): {_TF_CONFIG_HELP}.'
+                )
+            tasks.append((f"{job} {i}", address))
     task = config.get("task")
     kind = task.get("type") if isinstance(task, dict) else None
     if kind not in ("worker", "chief") or (kind == "chief" and not chief):
@@ -90,7 +115,7 @@ def worker_task(environ=None):
             f"TF_CONFIG task.index must be an integer in 0..{size - 1} (cluster.{kind} has "
             f"{size} address(es)), got {index!r}: {_TF_CONFIG_HELP}."
         )
-    return WorkerTask(kind, index, len(workers) + len(chief), bool(chief))
+    return WorkerTask(kind, index, len(workers) + len(chief), bool(chief), tuple(tasks))
 
 
 class _MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
@@ -118,17 +143,35 @@ class _MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
 _MULTI_WORKER = []  # the process's one strategy: TensorFlow allows one collective set-up
 
 
-def multi_worker_strategy():
+def check_peer_timeout(value):
+    """``value`` when it is a number of seconds > 0 (``train.peer_timeout``), else a ReIDError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ReIDError(
+            "train.peer_timeout must be the seconds > 0 that a worker waits for the others "
+            f"(default {PEER_TIMEOUT:g}), got {value!r}."
+        )
+    return value
+
+
+def multi_worker_strategy(peer_timeout=PEER_TIMEOUT):
     """The process's ``tf.distribute.MultiWorkerMirroredStrategy``, built from ``TF_CONFIG``.
 
-    ``TF_CONFIG`` is checked first (:func:`worker_task`). TensorFlow configures
-    the collective ops once, before any other TensorFlow op runs, so the
-    strategy is made once per process (later calls return it) and must come
-    first: :func:`runtime` makes it before anything else, and the CLI before
-    it reads data. A script of its own should call this at its top.
+    ``TF_CONFIG`` is checked first (:func:`worker_task`), then every other task
+    of the cluster must answer at its address within ``peer_timeout`` seconds,
+    else a one-line ReIDError names those that did not
+    (:func:`~keras_reid.training.cluster.wait_for_peers`); from then on SIGTERM
+    and SIGINT raise :class:`~keras_reid.training.cluster.Stopped` in the main
+    thread. TensorFlow configures the collective ops once, before any other
+    TensorFlow op runs, so the strategy is made once per process (later calls
+    return it) and must come first: :func:`runtime` makes it before anything
+    else, and the CLI before it reads data. A script of its own should call
+    this at its top.
     """
     task = worker_task()
     if not _MULTI_WORKER:
+        check_peer_timeout(peer_timeout)
+        stop_on_signals()
+        wait_for_peers((task.name, dict(task.tasks)[task.name]), task.peers, peer_timeout)
         try:
             strategy = _MultiWorkerStrategy()
         except RuntimeError as error:
@@ -137,6 +180,7 @@ def multi_worker_strategy():
                 "before the strategy was made; call keras_reid.training.distribute."
                 "multi_worker_strategy() at the top of the script."
             ) from None
+        stop_on_signals()  # TensorFlow's coordination service took SIGTERM over
         _MULTI_WORKER.append((task, strategy))
         logger.info(
             "multi-worker training: task %s %d of %d, %d replicas in all",
@@ -146,6 +190,61 @@ def multi_worker_strategy():
             strategy.num_replicas_in_sync,
         )
     return _MULTI_WORKER[0][1]
+
+
+def start_multi_worker(config, train="train"):
+    """Make the multi-worker strategy that ``config`` asks for, first of all; None if it does not.
+
+    For a command that reads a whole config (``keras-reid train``): TensorFlow
+    sets a multi-worker run up only before its first op, so this comes before
+    any data is read. What can be checked on one machine is checked before
+    the wait for the other workers: ``TF_CONFIG``, ``train.peer_timeout``, and
+    that each batch section's P (and a cross-domain ``target_size``) splits
+    evenly over the replicas, the workers times this machine's GPUs (or 1).
+
+    Args:
+        config: the whole config mapping.
+        train: the dotted path of its train section: "train", or
+            "embedding.train" for EmbAE (its stage 1 is a run of the shared path).
+    """
+    *path, key = train.split(".")
+    parent = config
+    for part in path:
+        parent = parent.get(part) if isinstance(parent, dict) else None
+    section = parent.get(key) if isinstance(parent, dict) else None
+    if not isinstance(section, dict) or section.get("distribute") != "multi_worker":
+        return None
+    task = worker_task()
+    timeout = check_peer_timeout(section.get("peer_timeout", PEER_TIMEOUT))
+    devices = max(1, len(tf.config.list_physical_devices("GPU")))
+    _check_split(parent, task.num_tasks, devices)
+    return multi_worker_strategy(timeout)
+
+
+def _check_split(config, workers, devices):
+    """Refuse a batches section (or a stage's) whose batch the replicas cannot share evenly."""
+    replicas = workers * devices
+    base = config.get("batches")
+    base = base if isinstance(base, dict) else {}
+    sections = [("batches", base)]
+    stages = config.get("stages")
+    for name, changes in (stages if isinstance(stages, dict) else {}).items():
+        batches = changes.get("batches") if isinstance(changes, dict) else None
+        if isinstance(batches, dict):
+            sections.append((f"stages.{name}.batches", {**base, **batches}))
+    default_p = inspect.signature(pk_batches).parameters["p"].default  # every kind's
+    for where, batches in sections:
+        values = {"p": batches.get("p", default_p)}
+        if batches.get("kind") == "cross_domain":
+            values["target_size"] = batches.get("target_size")
+        for name, value in values.items():
+            if isinstance(value, int) and not isinstance(value, bool) and value % replicas:
+                raise ReIDError(
+                    f"{where}.{name}={value} cannot be split evenly across the {replicas} "
+                    f"replicas of this run ({workers} workers x {devices} device(s) each): "
+                    f"each replica takes an equal part of every batch (P/replicas whole "
+                    f"identities); use a {name} that is a multiple of {replicas}."
+                )
 
 
 def run_folder(out, options):

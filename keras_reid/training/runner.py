@@ -16,7 +16,14 @@ import tensorflow as tf
 
 from keras_reid.errors import ReIDError
 from keras_reid.training.callbacks import ReversalRamp
-from keras_reid.training.distribute import DISTRIBUTE, SyncStatistics, multi_worker_strategy
+from keras_reid.training.cluster import stop_or_lost_peer
+from keras_reid.training.distribute import (
+    DISTRIBUTE,
+    PEER_TIMEOUT,
+    SyncStatistics,
+    check_peer_timeout,
+    multi_worker_strategy,
+)
 from keras_reid.training.state import Checkpoint, RunState, StopOnNaN, save_model
 
 __all__ = [
@@ -48,6 +55,9 @@ class TrainOptions:
             ``tf.distribute.MultiWorkerMirroredStrategy`` over the machines that
             ``TF_CONFIG`` names (see :func:`multi_worker_strategy` and
             :func:`run_folder`); each replica gets whole P*K groups.
+        peer_timeout: seconds a multi-worker run waits for every other worker
+            of ``TF_CONFIG`` to answer at its address before it stops, naming
+            those that did not (default 300; see :func:`multi_worker_strategy`).
         mixed_precision: compute in float16 on a GPU (bfloat16 on a CPU).
         backup_steps: steps between resumable backups inside an epoch (None:
             at epoch ends only; see :class:`~keras_reid.training.state.RunState`).
@@ -69,6 +79,7 @@ class TrainOptions:
     epochs: int = 400
     seed: int = 0
     distribute: str | None = None
+    peer_timeout: float = PEER_TIMEOUT
     mixed_precision: bool = False
     backup_steps: int | None = None
     checkpoint_every: int = 10
@@ -101,6 +112,7 @@ class TrainOptions:
                 "train.reversal_ramp must be null or {max_scale: >= 0, gamma: >= 0}, e.g. "
                 f"{{max_scale: 1.0, gamma: 10}}. Received: {ramp!r}"
             )
+        check_peer_timeout(self.peer_timeout)
         if self.distribute not in (None, *DISTRIBUTE):
             raise ReIDError(
                 f"train.distribute must be null, 'mirrored' or 'multi_worker', got "
@@ -152,9 +164,12 @@ def runtime(options):
     The global Keras precision policy is restored on exit, so a notebook that
     trains with mixed precision and then builds another model gets float32.
     A multi-worker strategy is made first of all (TensorFlow requires it
-    before any other op; see :func:`multi_worker_strategy`).
+    before any other op; see :func:`multi_worker_strategy`), and the block's
+    errors after a signal or a lost worker are one line
+    (:func:`~keras_reid.training.cluster.stop_or_lost_peer`).
     """
-    strategy = multi_worker_strategy() if options.distribute == "multi_worker" else None
+    multi_worker = options.distribute == "multi_worker"
+    strategy = multi_worker_strategy(options.peer_timeout) if multi_worker else None
     keras.utils.set_random_seed(options.seed)
     previous = keras.mixed_precision.global_policy()
     if options.mixed_precision:
@@ -163,8 +178,11 @@ def runtime(options):
     try:
         if options.distribute == "mirrored":
             yield tf.distribute.MirroredStrategy()
+        elif multi_worker:
+            with stop_or_lost_peer():
+                yield strategy
         else:
-            yield strategy or tf.distribute.get_strategy()
+            yield tf.distribute.get_strategy()
     finally:
         keras.mixed_precision.set_global_policy(previous)
 

@@ -2,10 +2,13 @@
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import time
 from collections import Counter
 
 import keras
@@ -206,11 +209,14 @@ GOOD = {"cluster": {"worker": ["localhost:1", "localhost:2"]}, "task": {"type": 
         (json.dumps({**GOOD, "task": {"type": "chief", "index": 0}}), "task.type must be"),
         (json.dumps({**GOOD, "task": {"type": "worker", "index": 2}}), "in 0..1"),
         (json.dumps({**GOOD, "task": {"type": "worker"}}), "task.index must be"),
+        (json.dumps({**GOOD, "cluster": {"worker": ["localhost"]}}), "is 'localhost', not"),
+        (json.dumps({**GOOD, "cluster": {"worker": ["h:1", "::1:2"]}}), "worker[1] is '::1:2'"),
+        (json.dumps({**GOOD, "cluster": {"worker": ["h:1", "h:99999"]}}), "worker[1] is 'h:99999'"),
     ],
 )
 def test_a_bad_tf_config_is_one_line_naming_the_fix(value, expected):
     environ = {} if value is None else {"TF_CONFIG": value}
-    with pytest.raises(ReIDError, match=expected) as raised:
+    with pytest.raises(ReIDError, match=re.escape(expected)) as raised:
         worker_task(environ)
     message = str(raised.value)
     assert "\n" not in message and '"task": {"type": "worker", "index": I}' in message
@@ -273,3 +279,132 @@ def test_two_console_scripts_train_one_model(tiny_synth, tmp_path):
     chief = keras.models.load_model(out / "model.keras").get_weights()
     other = keras.models.load_model(out / "workers" / "1" / "model.keras").get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(chief, other, strict=True))
+
+
+def one_error_line(err):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("keras-reid train: "), err
+    return lines[0]
+
+
+def test_a_lone_worker_stops_at_train_peer_timeout_and_bad_clusters_at_once(tiny_synth, tmp_path):
+    """Three workers in TF_CONFIG, only worker 0 started: one line naming workers 1 and 2 once
+    train.peer_timeout has passed (it once waited silently for ever). A P that three workers
+    cannot split and an address without a port are refused before any wait (the default
+    peer_timeout, 300 s, is longer than the test waits)."""
+    config = cli_config(tiny_synth, tmp_path)
+    ports = free_ports(3)
+    workers = [f"localhost:{port}" for port in ports]
+    cases = {
+        "alone": (tf_config(ports, 0), ["batches.p=6", "train.peer_timeout=3"]),
+        "split": (tf_config(free_ports(3), 0), ["batches.p=4"]),
+        "no port": (
+            json.dumps({"cluster": {"worker": ["localhost", workers[1]]}, "task": TASK0}),
+            [],
+        ),
+    }
+    runs = {}
+    for index, (case, (value, extra)) in enumerate(cases.items()):
+        out = tmp_path / f"run{index}"
+        args = ["train", "msml", "--config", config, "--out", out, "--distribute", "multi_worker"]
+        stderr = "pipe" if index % 2 else tmp_path / f"err{index}.txt"
+        runs[case] = (start([*args, *extra], stderr=stderr, env={"TF_CONFIG": value}), out)
+    try:
+        results = {case: finish(popen, timeout=240) for case, (popen, _) in runs.items()}
+    finally:
+        for popen, _ in runs.values():
+            popen.kill()
+    for case, (code, _, err) in results.items():
+        assert code == 2, (case, err)
+        assert not runs[case][1].exists(), case
+    alone = one_error_line(results["alone"][2])
+    assert "worker 1 at " + workers[1] in alone and "worker 2 at " + workers[2] in alone, alone
+    assert "worker 0" not in alone and "train.peer_timeout=3" in alone, alone
+    split = one_error_line(results["split"][2])
+    assert "batches.p=4" in split and "3 workers" in split and "multiple of 3" in split, split
+    no_port = one_error_line(results["no port"][2])
+    assert "cluster.worker[0] is 'localhost'" in no_port and "host:port" in no_port, no_port
+
+
+TASK0 = {"type": "worker", "index": 0}
+
+
+def listening(port, popen, bound=300):
+    """Wait (at most ``bound`` seconds) until ``popen`` accepts connections at ``port``."""
+    end = time.monotonic() + bound
+    while popen.poll() is None and time.monotonic() < end:
+        try:
+            socket.create_connection(("localhost", port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def test_sigterm_and_sigint_stop_a_worker_waiting_for_its_peers(tiny_synth, tmp_path):
+    """Both once went unheard: TensorFlow's wait for the peers holds the interpreter, and its
+    coordination service takes SIGTERM over."""
+    config = cli_config(tiny_synth, tmp_path)
+    runs = {}
+    for index, signum in enumerate((signal.SIGTERM, signal.SIGINT)):
+        ports = free_ports(3)
+        out = tmp_path / f"run{index}"
+        args = ["train", "msml", "--config", config, "--out", out, "--distribute", "multi_worker"]
+        stderr = "pipe" if index % 2 else tmp_path / f"err{index}.txt"
+        env = {"TF_CONFIG": tf_config(ports, 0)}
+        runs[signum] = (start([*args, "batches.p=6"], stderr=stderr, env=env), ports[0], out)
+    try:
+        for signum, (popen, port, _) in runs.items():
+            # Worker 0 listens at its own address while it waits for workers 1 and 2.
+            assert listening(port, popen), signum
+            popen.send_signal(signum)
+        results = {signum: finish(popen, timeout=120) for signum, (popen, _, _) in runs.items()}
+    finally:
+        for popen, _, _ in runs.values():
+            popen.kill()
+    for signum, (code, _, err) in results.items():
+        assert code == 128 + signum, (signum, err)
+        assert one_error_line(err) == f"keras-reid train: interrupted by {signum.name}", err
+        assert not runs[signum][2].exists()
+
+
+def test_sigterm_stops_a_training_worker_and_the_other_in_one_line_each(tiny_synth, tmp_path):
+    """SIGTERM to worker 1 mid-training (it once went unheard): worker 1 stops, and worker 0,
+    its collective ops aborted, names the way back instead of a traceback."""
+    config, out = cli_config(tiny_synth, tmp_path), tmp_path / "run"
+    ports = free_ports(2)
+    args = ["train", "msml", "--config", config, "--out", out, "--distribute", "multi_worker"]
+    workers = [
+        start(
+            [*args, "train.epochs=500"],
+            stderr=tmp_path / f"err{index}.txt",
+            env={"TF_CONFIG": tf_config(ports, index)},
+        )
+        for index in range(2)
+    ]
+    log = out / "log.csv"
+    try:
+        end = time.monotonic() + 300
+        while time.monotonic() < end and not (log.exists() and len(log.read_text().split()) > 2):
+            time.sleep(0.5)
+        workers[1].send_signal(signal.SIGTERM)
+        results = [finish(worker, timeout=120) for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    (code0, _, err0), (code1, _, err1) = results
+    assert code1 == 128 + signal.SIGTERM, err1
+    assert err1.strip().splitlines() == [
+        "multi-worker training: task worker 1 of 2, 2 replicas in all",  # the run's start
+        "keras-reid train: interrupted by SIGTERM",
+    ], err1
+    # Worker 0 may first pass on TensorFlow's own log of the abort; never a traceback.
+    assert code0 == 2 and "Traceback" not in err0, err0
+    assert (
+        err0.strip()
+        .splitlines()[-1]
+        .startswith("keras-reid train: error: another worker of this multi-worker run stopped")
+    ), err0
+    assert not (out / "model.keras").exists()
+    leftovers = [p for p in out.rglob("*") if p.name.startswith(".")]
+    assert leftovers == [], leftovers  # no temporary file of a write cut short
