@@ -607,9 +607,10 @@ def main(argv=None):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    # TensorFlow's own INFO lines ("Using MirroredStrategy with devices ...",
-    # "Assets written to ...") are not the run's news, and would precede an error line.
-    logging.getLogger("tensorflow").setLevel(logging.WARNING)
+    # TensorFlow's and faiss's INFO lines ("Using MirroredStrategy with devices ...", "Loading
+    # faiss with AVX2 support.") are not the run's news, and would precede an error line.
+    for name in ("tensorflow", "faiss"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     restore = (lambda: None) if args.debug else _filter_stderr()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from keras_reid.errors import ReIDError
