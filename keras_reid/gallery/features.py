@@ -255,7 +255,7 @@ def _files(paths):
     return files
 
 
-def _read_parquet(path, schema_only=False):
+def _read_parquet(path, schema_only=False, fix="embed that shard again"):
     """pyarrow's table (or only its schema) of ``path``; a one-line ReIDError if unreadable."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -264,8 +264,7 @@ def _read_parquet(path, schema_only=False):
         return pq.read_schema(path) if schema_only else pq.read_table(path)
     except (OSError, pa.ArrowException) as error:
         raise ReIDError(
-            f"{path} is not a readable Parquet file ({' '.join(str(error).split())}); embed "
-            "that shard again."
+            f"{path} is not a readable Parquet file ({' '.join(str(error).split())}); {fix}."
         ) from None
 
 
