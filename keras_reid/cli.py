@@ -13,7 +13,7 @@ import re
 import sys
 import threading
 
-from keras_reid._quiet import NOISE, drop_noise
+from keras_reid._quiet import NoiseFilter
 
 EXIT_USAGE = 2
 
@@ -26,7 +26,7 @@ def _filter_stderr():
     os.close(write_end)
 
     def pump():
-        pending = b""
+        pending, noise = b"", NoiseFilter()
         while True:
             chunk = os.read(read_end, 65536)
             if not chunk:
@@ -35,11 +35,10 @@ def _filter_stderr():
             # Split after \n or \r so progress bars (\r updates) pass through live.
             parts = re.split(rb"(?<=[\r\n])", pending)
             pending = parts.pop()
-            kept = drop_noise(b"".join(parts))
+            kept = noise(b"".join(parts))
             if kept:
                 os.write(real, kept)
-        if pending and not NOISE.match(pending):
-            os.write(real, pending)
+        os.write(real, noise(pending))  # the last line, if it has no end
 
     thread = threading.Thread(target=pump, daemon=True)
     thread.start()
