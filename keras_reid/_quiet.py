@@ -2,9 +2,13 @@
 
 TensorFlow's runtime logs to file descriptor 2 before absl logging is
 initialised, so ``TF_CPP_MIN_LOG_LEVEL`` cannot silence these lines: the oneDNN
-and CPU-feature notices at import, cost-model warnings while tracing, and the
-image decoders' errors about a damaged file that they do not name. They say
-nothing a user can act on. Other errors (E/F lines) and anything else pass through.
+and CPU-feature notices at import, cost-model warnings while tracing, the
+status of a failed op (with its "\t [[{{node ...}}]]" trace on the lines after
+it), and the image decoders' errors about a damaged file that they do not name
+(TensorFlow's libjpeg prints its own message with C's stderr, unprefixed:
+"Improper call to JPEG library in state 201"). They say nothing a user can act
+on: keras_reid names the damaged file itself. Other errors (E/F lines) and
+anything else pass through.
 """
 
 import contextlib
@@ -13,13 +17,48 @@ import re
 import sys
 import tempfile
 
+# libjpeg's messages about a damaged file, as whole lines: the errors and
+# warnings of libjpeg-turbo's jerror.h that decoding can meet.
+_LIBJPEG = (
+    rb"Corrupt JPEG data: .*",
+    rb"Premature end of (JPEG|input) file",
+    rb"Input file read error",
+    rb"Empty input file",
+    rb"Improper call to JPEG library in state \d+",
+    rb"JPEG datastream contains no image",
+    rb"Empty JPEG image \(DNL not supported\)",
+    rb"Not a JPEG file: starts with 0x\w\w 0x\w\w",
+    rb"Invalid JPEG file structure: .*",
+    rb"Bogus (Huffman table definition|marker length|sampling factors|JPEG colorspace)",
+    rb"Bogus (DAC|DHT|DQT) index \d+",
+    rb"Bogus DAC value 0x\w+",
+    rb"(Huffman|Quantization|Arithmetic) table 0x\w\w was not defined",
+    rb"Huffman code size table overflow",
+    rb"Missing Huffman code table entry",
+    rb"DCT coefficient out of range",
+    rb"Invalid component ID \d+ in SOS",
+    rb"Invalid progressive parameters .*",
+    rb"Invalid SOS parameters for sequential JPEG",
+    rb"Inconsistent progression sequence for component \d+ coefficient \d+",
+    rb"Unsupported JPEG process: SOF type 0x\w\w",
+    rb"Unsupported marker type 0x\w\w",
+    rb"Unsupported JPEG data precision \d+",
+    rb"Unsupported color conversion request",
+    rb"Sampling factors too large for interleaved scan",
+    rb"Too many color components: \d+, max \d+",
+    rb"Didn't expect more than one scan",
+    rb"Maximum supported image dimension is \d+ pixels",
+    rb"Image too wide for this implementation",
+    rb"Unknown Adobe color transform code \d+",
+    rb"Warning: unknown JFIF revision number [\d.]+",
+    rb"Application transferred too (few|many) scanlines",
+)
 NOISE = re.compile(
     rb"^([IW]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\]"
     # The image decoders' complaints ("Premature end of JPEG data") name no
     # file; keras_reid names the file and the reason itself.
     rb"|E\d{4} [\d:.]+ +\d+ (jpeg_mem|png_io|gif_io|bmp_io)\.cc:\d+\]"
-    # libjpeg's own line for a JPEG that ends in its first bytes, unprefixed.
-    rb"|Input file read error\r?\n?$"
+    rb"|(" + rb"|".join(_LIBJPEG) + rb")\r?\n?$"
     # The second line of a multi-worker start-up notice ("Waiting for 1/2 tasks
     # to connect." / "Example stragglers:"): a task's name alone.
     rb"|/job:\w+/replica:\d+/task:\d+\r?\n?$"
@@ -28,9 +67,37 @@ NOISE = re.compile(
 )
 
 
+class NoiseFilter:
+    """Drops the noise lines from a stream fed in pieces, and the lines that continue them.
+
+    A continuation line starts with a tab (TensorFlow's "\\t [[{{node ...}}]]"
+    trace of a failed op's status); it goes with the line it continues, even
+    when the two arrive in different pieces. A piece holds whole lines (split
+    after \\n or \\r), except perhaps the stream's last.
+
+    Example:
+        >>> noise = NoiseFilter()
+        >>> noise(b"W0000 00:00:1.2 7 rendezvous.cc:412] aborting\\n") + noise(b"\\t [[x]]\\n")
+        b''
+    """
+
+    def __init__(self):
+        self.dropping = False
+
+    def __call__(self, data):
+        kept = []
+        for line in re.split(rb"(?<=[\r\n])", data):
+            if not line or (self.dropping and line.startswith(b"\t")):
+                continue
+            self.dropping = bool(NOISE.match(line))
+            if not self.dropping:
+                kept.append(line)
+        return b"".join(kept)
+
+
 def drop_noise(data):
-    """``data`` without the noise lines (lines split after \\n or \\r)."""
-    return b"".join(part for part in re.split(rb"(?<=[\r\n])", data) if not NOISE.match(part))
+    """``data`` without the noise lines and their continuations (see :class:`NoiseFilter`)."""
+    return NoiseFilter()(data)
 
 
 @contextlib.contextmanager

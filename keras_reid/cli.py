@@ -13,7 +13,7 @@ import re
 import sys
 import threading
 
-from keras_reid._quiet import NOISE, drop_noise
+from keras_reid._quiet import NoiseFilter
 
 EXIT_USAGE = 2
 
@@ -26,7 +26,7 @@ def _filter_stderr():
     os.close(write_end)
 
     def pump():
-        pending = b""
+        pending, noise = b"", NoiseFilter()
         while True:
             chunk = os.read(read_end, 65536)
             if not chunk:
@@ -35,11 +35,10 @@ def _filter_stderr():
             # Split after \n or \r so progress bars (\r updates) pass through live.
             parts = re.split(rb"(?<=[\r\n])", pending)
             pending = parts.pop()
-            kept = drop_noise(b"".join(parts))
+            kept = noise(b"".join(parts))
             if kept:
                 os.write(real, kept)
-        if pending and not NOISE.match(pending):
-            os.write(real, pending)
+        os.write(real, noise(pending))  # the last line, if it has no end
 
     thread = threading.Thread(target=pump, daemon=True)
     thread.start()
@@ -621,9 +620,10 @@ def main(argv=None):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    # TensorFlow's own INFO lines ("Using MirroredStrategy with devices ...",
-    # "Assets written to ...") are not the run's news, and would precede an error line.
-    logging.getLogger("tensorflow").setLevel(logging.WARNING)
+    # TensorFlow's and faiss's INFO lines ("Using MirroredStrategy with devices ...", "Loading
+    # faiss with AVX2 support.") are not the run's news, and would precede an error line.
+    for name in ("tensorflow", "faiss"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     restore = (lambda: None) if args.debug else _filter_stderr()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from keras_reid.errors import ReIDError

@@ -1,6 +1,7 @@
 """Small file helpers shared by everything that writes atomically."""
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -199,3 +200,12 @@ def install_folder(temporary, out, keep_existing=None, replace=True):
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def file_sha256(path):
+    """The hex SHA-256 of a file's bytes, read 1 MiB at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

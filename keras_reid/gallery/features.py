@@ -46,9 +46,10 @@ EXTRACTION_KEYS = (
     "table_sha256",
     "num_shards",
     "batch_size",
+    "tta",
 )
-# What every extraction in one feature set (an index) must agree on.
-COMPARABLE_KEYS = ("model_sha256", "dim", "normalized", "tta")
+# What every extraction in one feature set (an index) must agree on, besides the model.
+COMPARABLE_KEYS = ("dim", "normalized", "tta")
 
 
 @dataclass(frozen=True)
@@ -254,7 +255,7 @@ def _files(paths):
     return files
 
 
-def _read_parquet(path, schema_only=False):
+def _read_parquet(path, schema_only=False, fix="embed that shard again"):
     """pyarrow's table (or only its schema) of ``path``; a one-line ReIDError if unreadable."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -263,8 +264,7 @@ def _read_parquet(path, schema_only=False):
         return pq.read_schema(path) if schema_only else pq.read_table(path)
     except (OSError, pa.ArrowException) as error:
         raise ReIDError(
-            f"{path} is not a readable Parquet file ({' '.join(str(error).split())}); embed "
-            "that shard again."
+            f"{path} is not a readable Parquet file ({' '.join(str(error).split())}); {fix}."
         ) from None
 
 
@@ -302,6 +302,41 @@ def _describe(meta):
     return f"{meta['data']} {meta['split']}"
 
 
+def _check_one_model(parts):
+    """Every file ``[(path, table, embeddings, meta)]`` from one model; else name the odd ones.
+
+    The model of most files (of the first file, on a tie) is the one meant. A
+    shard of another model must not be taken for a missing shard.
+    """
+    by_model = {}
+    for part in parts:
+        by_model.setdefault(part[3]["model_sha256"], []).append(part)
+    if len(by_model) == 1:
+        return
+    main = max(by_model.values(), key=len)
+
+    def model(meta):
+        return f"{meta['model']} (sha256 {meta['model_sha256'][:12]})"
+
+    def files(group):
+        named = [
+            f"{path} ({_describe(meta)}, shard {meta['shard']} of {meta['num_shards']})"
+            for path, *_, meta in group[:3]
+        ]
+        return ", ".join(named) + (", ..." if len(group) > 3 else "")
+
+    odd = [group for group in by_model.values() if group is not main]
+    embedded = " and ".join(
+        f"{files(group)} {'was' if len(group) == 1 else 'were'} embedded with {model(group[0][3])}"
+        for group in odd
+    )
+    raise ReIDError(
+        f"features of different models: {embedded}, but the other {len(main)} file(s) with "
+        f"{model(main[0][3])}; embed {'it' if len(parts) - len(main) == 1 else 'them'} again "
+        f"with {main[0][3]['model']} (--overwrite), or pass only the files of one model."
+    )
+
+
 def _check_extraction(shards):
     """Shards ``[(path, table, embeddings, meta)]`` of one extraction: all there, none twice."""
     first_path, *_, first = shards[0]
@@ -318,7 +353,8 @@ def _check_extraction(shards):
                 raise ReIDError(
                     f"{path} and {first_path} are shards of different extractions "
                     f"({key} {meta[key]!r} vs {first[key]!r}); every machine must embed the "
-                    "same model, data and split with the same --num-shards and --batch-size."
+                    "same model, data and split with the same --num-shards, --batch-size and "
+                    "--tta."
                 )
     by_shard = {}
     for path, _, _, meta in shards:
@@ -331,10 +367,10 @@ def _check_extraction(shards):
         by_shard[meta["shard"]] = path
     missing = sorted(set(range(first["num_shards"])) - set(by_shard))
     if missing:
-        ranges = [
-            "{}..{}".format(*shard_rows(first["rows"], first["batch_size"], i, first["num_shards"]))
-            for i in missing[:3]
+        cuts = [
+            shard_rows(first["rows"], first["batch_size"], i, first["num_shards"]) for i in missing
         ]
+        ranges = [f"{start}..{stop - 1}" for start, stop in cuts[:3]]
         raise ReIDError(
             f"{_describe(first)}: shard(s) {', '.join(map(str, missing))} of "
             f"{first['num_shards']} are missing (rows {', '.join(ranges)}"
@@ -351,33 +387,31 @@ def read_features(paths):
     Args:
         paths: Parquet files or folders of them (``keras-reid embed --out``).
 
-    Every extraction (a model, data and split) must be whole: a missing
-    shard, a shard given twice, or shards cut by different ``--num-shards``
-    are errors naming the files. Several extractions (e.g. the galleries of
-    two datasets) must come from the same model, with the same dimension and
+    Every file must come from one model: files of another are errors naming
+    them and both models' fingerprints. Every extraction (a data set and
+    split) must be whole: a missing shard, a shard given twice, or shards cut
+    by different ``--num-shards`` are errors naming the files. Several
+    extractions (e.g. the galleries of two datasets) must have the same
     test-time augmentation; their rows follow in the order given.
 
     Example:
         >>> gallery = read_features(["features/part-00000-of-00002.parquet",
         ...                          "features/part-00001-of-00002.parquet"])
     """
+    parts = [(path, *_read_one(path)) for path in _files(paths)]
+    _check_one_model(parts)
     groups = {}
-    for path in _files(paths):
-        table, embeddings, meta = _read_one(path)
-        key = (meta["model_sha256"], meta["data"], meta["split"])
-        groups.setdefault(key, []).append((path, table, embeddings, meta))
+    for part in parts:
+        groups.setdefault((part[3]["data"], part[3]["split"]), []).append(part)
     extractions = [_check_extraction(shards) for shards in groups.values()]
     first_path, *_, first = extractions[0][0]
     for shards in extractions[1:]:
         path, *_, meta = shards[0]
         for key in COMPARABLE_KEYS:
             if meta[key] != first[key]:
-                what = "model" if key == "model_sha256" else key
                 raise ReIDError(
-                    f"{path} and {first_path} hold features of different {what}s "
-                    f"({meta.get('model') if key == 'model_sha256' else meta[key]} vs "
-                    f"{first.get('model') if key == 'model_sha256' else first[key]}); "
-                    "embed every split with one model and the same --tta."
+                    f"{path} and {first_path} hold features of different {key} ({meta[key]!r} "
+                    f"vs {first[key]!r}); embed every split with one model and the same --tta."
                 )
     parts = [item for shards in extractions for item in shards]
     table = pd.concat([item[1] for item in parts], ignore_index=True).drop(columns="row")

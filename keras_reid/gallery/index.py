@@ -22,7 +22,9 @@ normalised features) does. Three kinds of index:
 
 An index folder holds ``faiss.index`` (``faiss.write_index``), ``rows.parquet``
 (the gallery's table rows, in the index's order) and ``index.json`` (the
-model's fingerprint, dimension, kind, parameters, rows and source files).
+model's fingerprint, dimension, kind, parameters, rows, source files and the
+SHA-256 of ``faiss.index``, checked at load: another index's file of the same
+size would search silently).
 
 Example:
     >>> from keras_reid.gallery import GalleryIndex, read_features
@@ -39,6 +41,13 @@ import numpy as np
 import pandas as pd
 
 from keras_reid.errors import ReIDError, check_one_of
+from keras_reid.fileio import (
+    file_sha256,
+    install_folder,
+    remove_stale_temporaries,
+    temporary_folder,
+)
+from keras_reid.gallery.features import _read_parquet, model_fingerprint, read_features
 
 KINDS = ("exact", "hnsw", "ivf")
 # Defaults: the "build" parameters are fixed in the index; the "search" ones
@@ -326,8 +335,6 @@ class GalleryIndex:
         Returns:
             the absolute path of the folder.
         """
-        from keras_reid.fileio import install_folder, remove_stale_temporaries, temporary_folder
-
         folder = os.path.abspath(os.path.expanduser(os.fspath(folder)))
         if os.path.isfile(folder):
             raise ReIDError(f"{folder} is a file; pass a folder for the index (--out).")
@@ -339,6 +346,7 @@ class GalleryIndex:
         temporary = temporary_folder(folder)
         try:
             _faiss().write_index(self.index, os.path.join(temporary, INDEX_FILE))
+            self.meta["faiss_sha256"] = file_sha256(os.path.join(temporary, INDEX_FILE))
             self.table.to_parquet(os.path.join(temporary, ROWS_FILE), index=False)
             with open(os.path.join(temporary, META_FILE), "w", encoding="utf-8") as stream:
                 json.dump(self.meta, stream, indent=2)
@@ -375,15 +383,22 @@ class GalleryIndex:
                 f"{folder} is an index of format {meta.get('format')!r}; this keras-reid reads "
                 f"format {FORMAT_VERSION}: build it again."
             )
-        faiss = _faiss()
+        faiss, path = _faiss(), os.path.join(folder, INDEX_FILE)
         try:
-            index = faiss.read_index(os.path.join(folder, INDEX_FILE))
+            index = faiss.read_index(path)
         except RuntimeError as error:
             reason = " ".join(str(error).split())[:200]
             raise ReIDError(
-                f"{folder}/{INDEX_FILE} is not a readable faiss index ({reason}); build it again."
+                f"{path} is not a readable faiss index ({reason}); build it again."
             ) from None
-        table = pd.read_parquet(os.path.join(folder, ROWS_FILE))
+        # Indexes written before the checksum was recorded have none to check.
+        if meta.get("faiss_sha256") not in (None, file_sha256(path)):
+            raise ReIDError(
+                f"{path} is not the file keras-reid index build wrote there (its SHA-256 "
+                f"differs from the one in {META_FILE}); build the index again."
+            )
+        rows = os.path.join(folder, ROWS_FILE)
+        table = _read_parquet(rows, fix="build the index again").to_pandas()
         if index.ntotal != len(table) or index.d != meta["dim"]:
             raise ReIDError(
                 f"{folder} is inconsistent: {index.ntotal} vectors of dimension {index.d}, "
@@ -521,8 +536,6 @@ def build_index(paths, out, kind="exact", overwrite=False, **params):
 
     What ``keras-reid index build`` runs. Returns the :class:`GalleryIndex`.
     """
-    from keras_reid.gallery.features import read_features
-
     out = os.path.abspath(os.path.expanduser(os.fspath(out)))
     if os.path.isdir(out) and os.listdir(out) and not overwrite:
         # Before reading (possibly) millions of rows.
@@ -551,7 +564,6 @@ def search_images(index, model, images, top=10, tta="index", batch_size=128):
         :meth:`GalleryIndex.search`'s DataFrame with a ``query_path`` column.
     """
     from keras_reid.extractor import SERVED_TTA, FeatureExtractor, load_model
-    from keras_reid.gallery.features import model_fingerprint
 
     if not isinstance(index, GalleryIndex):
         index = GalleryIndex.load(index)

@@ -47,7 +47,16 @@ _CHECKPOINT = re.compile(r"^epoch_(\d+)\.keras$")
 
 
 def save_model(model, path):
-    """Save a ``.keras`` file atomically (a hidden temporary file, then a rename)."""
+    """Save a ``.keras`` file atomically (a hidden temporary file, then a rename).
+
+    A compiled model's optimizer is built first, as fitting builds it: saved
+    unbuilt (a run of 0 epochs), the file would load with Keras's warning
+    "Skipping variable loading for optimizer".
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and not optimizer.built:
+        with model.distribute_strategy.scope():
+            optimizer.build(model.trainable_variables)
     with atomic_output(path, suffix=".keras") as temporary:
         model.save(temporary)
     return path

@@ -21,6 +21,10 @@ import numpy as np
 DAMAGE = {
     "truncated_jpeg": "truncated JPEG",
     "truncated_png": "truncated PNG",
+    # libjpeg writes its own unprefixed line for these ("Improper call to JPEG
+    # library in state 201", "Bogus Huffman table definition").
+    "jpeg_header_only": "truncated JPEG",
+    "corrupt_jpeg": "damaged JPEG",
     "empty": "empty file",
     "text": "not an image",
     "missing": "not found",
@@ -49,6 +53,12 @@ def damage(path, kind):
     if kind == "truncated_jpeg":
         data = _encoded(".jpg")
         _write(path, data[: len(data) // 2])
+    elif kind == "jpeg_header_only":
+        _write(path, _encoded(".jpg")[:10])
+    elif kind == "corrupt_jpeg":
+        data = bytearray(_encoded(".jpg"))
+        data[200:400] = b"U" * 200  # over the Huffman tables
+        _write(path, bytes(data))
     elif kind == "truncated_png":
         data = _encoded(".png")
         _write(path, data[: len(data) // 2])

@@ -2,11 +2,11 @@
 
 One Market-1501-layout tree holds a damaged file of every kind that a folder
 listing can show (``tests/faults/damage.py``), spread so that each command
-meets some: two in train (on ids with exactly K images, so every P×K batch
-reads them), four in query (read first by ``evaluate``), two in the gallery.
-``datasets --check``, ``evaluate`` and ``train embedding`` run as subprocesses
-of the installed ``keras-reid``, with stderr into a file or a pipe; the
-per-kind reasons are checked in-process by tests/data/test_pipeline.py.
+meets some: three in train (every P×K batch holds id 0002, whose K images
+include one), five in query (read first by ``evaluate``), three in the gallery.
+``datasets --check``, ``evaluate``, ``train embedding`` and ``search`` run as
+subprocesses of the installed ``keras-reid``, with stderr into a file or a
+pipe; the per-kind reasons are checked in-process by tests/data/test_pipeline.py.
 
 A chmod-000 file is readable by root: when the tests run as root, the
 subprocesses run without CAP_DAC_OVERRIDE (``setpriv``), so that they meet the
@@ -42,16 +42,19 @@ BAD = {
     "bounding_box_train": {
         "0002_c3s1_000551_01.jpg": "truncated_jpeg",
         "0007_c2s2_001300_01.jpg": "empty",
+        "0007_c3s2_001400_01.jpg": "corrupt_jpeg",
     },
     "query": {
         "0001_c2s1_001100_00.jpg": "text",
         "0003_c5s1_000150_00.jpg": "symlink_loop",
         "0004_c1s1_000200_00.jpg": "folder",
         "0005_c2s1_000300_00.jpg": "no_permission",
+        "0006_c3s1_000400_00.jpg": "jpeg_header_only",
     },
     "bounding_box_test": {
         "0004_c3s1_000300_01.jpg": "truncated_png",
         "0005_c4s1_000400_01.jpg": "broken_symlink",
+        "0006_c5s1_000500_01.jpg": "corrupt_jpeg",
     },
 }
 SPLITS = {"bounding_box_train": "train", "query": "query", "bounding_box_test": "gallery"}
@@ -165,6 +168,36 @@ def test_train_names_the_damaged_training_images(damaged_market, tmp_path):
     assert code == 2
     assert_one_line(err, "train", message(expected["train"], "market1501"))
     assert not (tmp_path / "run" / "model.keras").exists()
+
+
+@pytest.mark.parametrize("stderr_to", ["file", "pipe"])
+def test_search_names_the_damaged_query_images(damaged_market, tmp_path, stderr_to):
+    import keras
+    import numpy as np
+
+    from keras_reid.gallery import model_fingerprint
+    from keras_reid.gallery.index import GalleryIndex
+
+    root, _, prefix = damaged_market
+    keras.utils.set_random_seed(0)
+    images = keras.Input((16, 8, 3), name="images")
+    flat = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(images))
+    model = keras.Model(images, {"embedding": keras.layers.Dense(4, name="embedding")(flat)})
+    model.save(tmp_path / "tiny.keras")
+    gallery = np.eye(4, dtype=np.float32)
+    table = make_table([(f"/g/{i}.jpg", i, 0) for i in range(4)], "toy")
+    meta = {"model": str(tmp_path / "tiny.keras"), "model_sha256": model_fingerprint(model)}
+    GalleryIndex.build(gallery, table, meta=meta).save(tmp_path / "index")
+    # libjpeg writes a line of its own for each of these two.
+    bad = [
+        (str(root / "query" / "0006_c3s1_000400_00.jpg"), "truncated JPEG"),
+        (str(root / "bounding_box_test" / "0006_c5s1_000500_01.jpg"), "damaged JPEG"),
+    ]
+    good = str(root / "query" / GOOD["query"][0])
+    args = ["search", str(tmp_path / "index"), "--model", str(tmp_path / "tiny.keras"), good]
+    code, out, err = keras_reid(prefix, [*args, *[path for path, _ in bad]], stderr_to, tmp_path)
+    assert code == 2 and out == ""
+    assert_one_line(err, "search", message(bad, None))
 
 
 def test_permission_denied_is_covered(damaged_market):

@@ -1,5 +1,6 @@
 """Sharded feature extraction: ``keras-reid embed`` and keras_reid.gallery.features."""
 
+import json
 import os
 import shutil
 
@@ -116,7 +117,11 @@ def test_missing_overlapping_and_mismatched_shards_are_refused(setting, tmp_path
     other = tmp_path / "other.keras"
     conv_model(seed=1).save(other)
     embed_split(str(other), data, "query", tmp_path / "q", batch_size=4)
-    with pytest.raises(ReIDError, match="different models .*other.keras"):
+    with pytest.raises(
+        ReIDError,
+        match=r"different models: \S+q/part-00000-of-00001.parquet "
+        r"\(market1501 query, shard 0 of 1\) was embedded with \S+other.keras",
+    ):
         read_features([halves, tmp_path / "q"])
 
     plain = tmp_path / "plain.parquet"
@@ -169,3 +174,40 @@ def test_machines_may_mount_the_data_elsewhere_but_must_list_the_same_images(set
     embed_split(model, f"market1501:{there}", "gallery", out, 1, 2, batch_size=4, overwrite=True)
     with pytest.raises(ReIDError, match="different lists of market1501 gallery images"):
         read_features([out])
+
+
+def test_a_shard_of_another_model_is_named_with_both_fingerprints(setting, tmp_path):
+    data, model = setting["data"], setting["model"]
+    other = str(tmp_path / "other.keras")
+    conv_model(seed=1).save(other)
+    mixed, whole = tmp_path / "mixed", tmp_path / "whole"
+    for shard, source in ((0, model), (1, other), (2, model)):
+        embed_split(source, data, "gallery", mixed, shard=shard, num_shards=3, batch_size=4)
+    for shard in (0, 1, 2):
+        embed_split(model, data, "gallery", whole, shard=shard, num_shards=3, batch_size=4)
+    odd = str(mixed / "part-00001-of-00003.parquet")
+    fingerprints = [
+        json.loads(pq.read_schema(mixed / name).metadata[b"keras_reid"])["model_sha256"]
+        for name in ("part-00000-of-00003.parquet", "part-00001-of-00003.parquet")
+    ]
+    assert fingerprints[0] != fingerprints[1]
+
+    code, out, err = run(["index", "build", mixed, "--out", tmp_path / "bad"], tmp_path / "err")
+    assert code == 2 and out == ""
+    assert err.splitlines() == [
+        f"keras-reid index: error: features of different models: {odd} (market1501 gallery, "
+        f"shard 1 of 3) was embedded with {other} (sha256 {fingerprints[1][:12]}), but the "
+        f"other 2 file(s) with {model} (sha256 {fingerprints[0][:12]}); embed it again with "
+        f"{model} (--overwrite), or pass only the files of one model."
+    ]
+    assert not (tmp_path / "bad").exists()
+    # The three shards of one model build an index, and nothing else is said.
+    code, out, err = run(["index", "build", whole, "--out", tmp_path / "good"])
+    assert code == 0 and err == "", err
+    assert out.startswith(f"wrote {tmp_path / 'good'}: exact index of ")
+    # A shard embedded with another test-time augmentation is another extraction too.
+    flipped = tmp_path / "flipped"
+    embed_split(model, data, "gallery", flipped, shard=1, num_shards=3, batch_size=4, tta="flip")
+    shards = [whole / "part-00000-of-00003.parquet", flipped, whole / "part-00002-of-00003.parquet"]
+    with pytest.raises(ReIDError, match="different extractions .*tta 'flip' vs None.*--tta"):
+        read_features(shards)

@@ -14,6 +14,7 @@ import yaml
 from keras_reid.errors import ReIDError
 from keras_reid.training.embedding import train_embedding
 from keras_reid.training.runner import StopOnNaN, TrainOptions, fit
+from tests import console
 
 
 def tiny_config(root, epochs=1, **train):
@@ -77,6 +78,19 @@ def test_resume_continues_after_an_interruption(tiny_synth, tmp_path, monkeypatc
     train_embedding(config, str(out), resume=True)
     # Epochs 0 and 1 ran before the interruption; the resumed run only ran epoch 2.
     assert list(pd.read_csv(out / "log.csv").epoch) == [0, 1, 2]
+
+
+def test_a_run_of_zero_epochs_writes_a_model_that_loads_without_a_warning(tiny_synth, tmp_path):
+    root = tiny_synth["synth-a"]
+    out = tmp_path / "run"
+    model = train_embedding(tiny_config(root, epochs=0), str(out))
+    assert int(model.optimizer.iterations.numpy()) == 0  # not one step taken
+    # Loading it in a fresh process, as a user would, says nothing on stderr.
+    code, stdout, stderr = console.run(
+        ["evaluate", out / "model.keras", "--data", f"market1501:{root}"]
+    )
+    assert code == 0 and stderr == "", stderr
+    assert "mAP" in stdout
 
 
 def test_unknown_config_keys_are_errors(tiny_synth, tmp_path):
