@@ -124,11 +124,12 @@ def _sync(path):
             os.close(descriptor)
 
 
-def read_text(path, what="file"):
+def read_text(path, what="file", fix="save it as UTF-8"):
     """The text of a UTF-8 file (a byte-order mark, as Excel writes, is dropped).
 
     Raises:
-        ReIDError: for a file that is not UTF-8, naming the first bad byte's line.
+        ReIDError: for a file that is not UTF-8, naming the first bad byte's
+            line, then ``fix`` (what to do).
     """
     from keras_reid.errors import ReIDError
 
@@ -139,8 +140,7 @@ def read_text(path, what="file"):
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
         raise ReIDError(
-            f"{what} {path} is not UTF-8 text (line {line}, byte {data[error.start]:#04x}); "
-            "save it as UTF-8."
+            f"{what} {path} is not UTF-8 text (line {line}, byte {data[error.start]:#04x}); {fix}."
         ) from None
 
 

@@ -81,6 +81,7 @@ from keras_reid.training.runner import (
     start_from,
 )
 from keras_reid.training.schedules import build_schedule
+from keras_reid.training.state import load_finished_model
 from keras_reid.training.training_data import load_training_data
 
 logger = logging.getLogger("keras_reid.training")
@@ -326,8 +327,9 @@ def train(config, out, resume=False, data=None, make_model=None):
     check_run_dir(out, config, resume=resume)
     final = os.path.join(os.path.abspath(out), "model.keras")
     if resume and os.path.isfile(final):
+        model = load_finished_model(final)
         logger.info("%s is a finished run (its model.keras exists): nothing to resume.", out)
-        return keras.models.load_model(final)
+        return model
     data = data or call_section(load_training_data, config, "data")
     with runtime(options) as strategy:
         prepared = prepare(config, data, options, strategy, make_model)

@@ -10,12 +10,19 @@ resumed with ``--resume``. What this module promises:
   optimizer's variables and the global step. A new backup replaces the
   previous one only once it is whole, and it is deleted only after
   ``model.keras`` is written.
+- The backup before the newest is kept too (``state.json`` names both): a
+  newest backup damaged after it was written (a disk fault, a cut copy of
+  the run folder) costs the steps between the two, with a warning, not the
+  run. When neither is whole, the error names both files.
 - A resumed run continues the batch stream at the step it stopped at (the
   pipelines are stateless in the step: :mod:`keras_reid.data.pipeline`), so
   on a CPU it ends with the same weights as an uninterrupted run.
 - ``log.csv`` has one row per epoch: rows of the epochs that a resumed run
   does again are replaced, and the resumed epoch's figures are combined
-  with those logged before the interruption (a step-weighted mean).
+  with those logged before the interruption (a step-weighted mean). A
+  byte-order mark (the log saved from Excel) is read past; a line that is
+  not a row of the log is refused, naming the line: the backup holds no
+  earlier epoch's row to rebuild it from.
 - NaN or infinite weights or losses stop the run before anything is saved
   from them, naming the epoch, the step and the last good checkpoint.
 
@@ -32,18 +39,21 @@ import math
 import os
 import re
 import shutil
+import zipfile
 
 import keras
 import numpy as np
 
 from keras_reid.errors import ReIDError
-from keras_reid.fileio import atomic_output, remove_stale_temporaries, write_text
+from keras_reid.fileio import atomic_output, read_text, remove_stale_temporaries, write_text
 from keras_reid.inference import non_finite_weights
 
 logger = logging.getLogger("keras_reid.training")
 
 STATE_FILE = "state.json"
 _CHECKPOINT = re.compile(r"^epoch_(\d+)\.keras$")
+# What np.load raises for a cut, emptied or corrupted .npz file.
+_DAMAGED_ARCHIVE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 
 def save_model(model, path):
@@ -60,6 +70,48 @@ def save_model(model, path):
     with atomic_output(path, suffix=".keras") as temporary:
         model.save(temporary)
     return path
+
+
+def load_saved_model(path):
+    """The ``.keras`` model a run saved at ``path``; a damaged file is a ReIDError saying so.
+
+    Every member of the archive is read against its CRC-32 first: Keras
+    reads the weights in parts and would not notice a flipped bit.
+
+    Raises:
+        ReIDError: "PATH is damaged (REASON)", for the caller to add what to do.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, EOFError):
+        whole = f"not a whole .keras zip archive: {os.path.getsize(path)} bytes"
+        raise ReIDError(f"{path} is damaged ({whole})") from None
+    if bad is not None:
+        raise ReIDError(f"{path} is damaged (its {bad} fails the archive's CRC-32 check)")
+    try:
+        return keras.models.load_model(path)
+    except Exception as error:  # Keras raises many types for a file it cannot read
+        raise ReIDError(f"{path} is damaged ({type(error).__name__}: {error})") from None
+
+
+def load_finished_model(path):
+    """The model.keras of a finished run, for a resume that has nothing left to do.
+
+    Raises:
+        ReIDError: for a damaged file, naming the run's last checkpoint (beside
+            it in ``checkpoints/``), which was saved from the same weights.
+    """
+    try:
+        return load_saved_model(path)
+    except ReIDError as error:
+        checkpoint = last_checkpoint(os.path.join(os.path.dirname(path), "checkpoints"))
+        if checkpoint is None:
+            raise ReIDError(f"{error}; train again in a new --out.") from None
+        raise ReIDError(
+            f"{error}; the run's last checkpoint {checkpoint} holds the same weights: copy it "
+            f"onto {path}, or train again in a new --out."
+        ) from None
 
 
 def last_checkpoint(folder):
@@ -137,6 +189,24 @@ def _variables(model):
     return [*model.variables, *model.optimizer.variables]
 
 
+def _backups(state):
+    """The backups a ``state.json`` records, newest first: the newest, and the one before."""
+    return [state, *([state["previous"]] if state.get("previous") else [])]
+
+
+def _check_log_row(row):
+    """Raise a ValueError saying why a ``csv.DictReader`` row is no row of a run's log."""
+    if None in row or None in row.values():
+        raise ValueError(f"{'more' if None in row else 'fewer'} fields than its header")
+    for key, value in row.items():
+        if value == "" and key != "epoch":
+            continue  # a column that some epochs have (a validation every few epochs)
+        try:
+            (int if key == "epoch" else float)(value)
+        except ValueError:
+            raise ValueError(f"{key} {value!r} is not a number") from None
+
+
 def _combine(before, steps_before, after, steps_after):
     """Step-weighted means of two parts of one epoch's running figures."""
     total = steps_before + steps_after
@@ -176,46 +246,62 @@ class RunState(keras.callbacks.Callback):
         self._carry = ({}, 0)
         self._carry_epoch = None
         self._rows = []
+        self._newest = None  # the newest whole backup: kept beside the next one
 
     # -- resume ---------------------------------------------------------------
     def read(self):
-        """The recorded ``state.json`` (a dict), or None when there is no backup."""
+        """The recorded ``state.json`` (a dict), or None when there is no backup.
+
+        ``state["previous"]``, when present, records the backup before the newest.
+        """
         path = os.path.join(self.folder, STATE_FILE)
         if not os.path.isfile(path):
             return None
         try:
             with open(path, encoding="utf-8") as stream:
                 state = json.load(stream)
-            state["step"] = int(state["step"])
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise ReIDError(
-                f"the backup {path} is damaged ({error}); delete {self.folder} to restart the "
-                "run from scratch."
-            ) from None
+            for backup in _backups(state):
+                backup["step"] = int(backup["step"])
+                if not isinstance(backup["file"], str):
+                    raise TypeError(f"file {backup['file']!r} is not a file name")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise ReIDError(f"the backup {path} is damaged ({error}); {self._restart}") from None
         return state
+
+    @property
+    def _restart(self):
+        return (
+            f"delete {self.folder} and resume to restart the run from its first step, or start "
+            "it again without --resume in a new --out."
+        )
 
     def restore(self, model):
         """Load the backup into ``model`` (compiled); return the global step to resume at.
 
-        Returns 0, touching nothing, when the folder holds no backup.
+        Returns 0, touching nothing, when the folder holds no backup. A damaged
+        newest backup is skipped, with a warning, for the one before it.
         """
         remove_stale_temporaries(os.path.dirname(self.folder))
         state = self.read()
         if state is None:
             self._read_log(0)
             return 0
-        path = os.path.join(self.folder, state["file"])
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         variables = _variables(model)
-        try:
-            with np.load(path) as arrays:
-                values = [arrays[f"v{index}"] for index in range(len(arrays.files))]
-        except (OSError, ValueError, KeyError) as error:
-            raise ReIDError(
-                f"the backup {path} is damaged ({error}); delete {self.folder} to restart the "
-                "run from scratch."
-            ) from None
+        damaged = []  # (path, error) of each backup tried in vain, newest first
+        for backup in _backups(state):
+            path = os.path.join(self.folder, backup["file"])
+            try:
+                with np.load(path) as arrays:
+                    values = [arrays[f"v{index}"] for index in range(len(arrays.files))]
+                break
+            except _DAMAGED_ARCHIVE as error:
+                damaged.append((path, error))
+        else:
+            (newest, why), *older = damaged
+            before = "".join(f", and so is the one before it, {p} ({e})" for p, e in older)
+            raise ReIDError(f"the backup {newest} is damaged ({why}){before}; {self._restart}")
         shapes = [tuple(v.shape) for v in variables]
         if [v.shape for v in values] != shapes:
             raise ReIDError(
@@ -225,20 +311,47 @@ class RunState(keras.callbacks.Callback):
             )
         for variable, value in zip(variables, values, strict=True):
             variable.assign(value)
-        self.step = state["step"]
+        self.step = backup["step"]
+        self._newest = {key: backup.get(key) for key in ("step", "file", "epoch_logs")}
         epoch, step = divmod(self.step, self.steps_per_epoch)
-        self._carry = (state.get("epoch_logs") or {}, step)
+        self._carry = (backup.get("epoch_logs") or {}, step)
         self._carry_epoch = epoch if step else None
         self._read_log(epoch)
+        if damaged:
+            logger.warning(
+                "warning: the backup %s is damaged (%s); resuming from the one before it, %s, "
+                "at epoch %d, step %d (its later steps are trained again).",
+                *damaged[0],
+                path,
+                epoch + 1,
+                step,
+            )
         logger.info("resuming at epoch %d, step %d (from %s)", epoch + 1, step, path)
         return self.step
 
     def _read_log(self, epoch):
         """Keep the rows of the epochs before ``epoch``; the rest will be written again."""
         self._rows = []
-        if os.path.isfile(self.log_path):
-            with open(self.log_path, encoding="utf-8", newline="") as stream:
-                self._rows = [row for row in csv.DictReader(stream) if int(row["epoch"]) < epoch]
+        if not os.path.isfile(self.log_path):
+            return
+        fix = (
+            f"fix that line, or delete {self.log_path} to resume without the rows of the "
+            "epochs before"
+        )
+        text = read_text(self.log_path, "the run's log", fix)
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        try:
+            if reader.fieldnames is not None and "epoch" not in reader.fieldnames:
+                raise ValueError("its header has no epoch column")
+            for row in reader:
+                _check_log_row(row)
+                if int(row["epoch"]) < epoch:
+                    self._rows.append(row)
+        except (csv.Error, ValueError) as error:
+            raise ReIDError(
+                f"the run's log {self.log_path} is damaged at line {reader.line_num} ({error}); "
+                f"{fix}."
+            ) from None
 
     # -- saving ---------------------------------------------------------------
     def on_train_batch_end(self, batch, logs=None):
@@ -278,7 +391,8 @@ class RunState(keras.callbacks.Callback):
         write_text(self.log_path, buffer.getvalue())
 
     def _backup(self, epoch_logs):
-        """Write state-STEP.npz, then point state.json at it, then drop the older ones."""
+        """Write state-STEP.npz, then point state.json at it and at the one before, then drop
+        the older ones."""
         values = [keras.ops.convert_to_numpy(v.value) for v in _variables(self.model)]
         if not all(np.isfinite(value).all() for value in values if value.dtype.kind == "f"):
             return  # StopOnNaN names the failure; a backup never holds NaN weights
@@ -288,10 +402,13 @@ class RunState(keras.callbacks.Callback):
             with open(temporary, "wb") as stream:
                 np.savez(stream, **{f"v{i}": value for i, value in enumerate(values)})
         state = {"step": self.step, "file": name, "epoch_logs": epoch_logs}
-        write_text(os.path.join(self.folder, STATE_FILE), json.dumps(state, indent=1) + "\n")
+        recorded = {**state, "previous": self._newest}
+        write_text(os.path.join(self.folder, STATE_FILE), json.dumps(recorded, indent=1) + "\n")
+        kept = {name, (self._newest or {}).get("file")}
         for old in glob.glob(os.path.join(self.folder, "state-*.npz")):
-            if os.path.basename(old) != name:
+            if os.path.basename(old) not in kept:
                 os.remove(old)
+        self._newest = state
 
     def finish(self):
         """Delete the backup: call once the final model is saved."""

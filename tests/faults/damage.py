@@ -8,6 +8,9 @@ A file nobody may read (``chmod 000``) is readable by root, which holds
 CAP_DAC_OVERRIDE: :func:`unprivileged` is the command prefix that drops that
 capability (``setpriv``), so that a subprocess meets the ``permission denied``
 a user would.
+
+:func:`damage_file` damages any existing file (a run's backup, model or log)
+as a disk fault or an interrupted copy would: ``FILE_DAMAGE`` lists the kinds.
 """
 
 import os
@@ -33,6 +36,27 @@ DAMAGE = {
     "folder": "a folder",
     "no_permission": "permission denied",
 }
+
+
+FILE_DAMAGE = ("truncated", "empty", "bit_flipped")
+
+
+def damage_file(path, kind):
+    """Damage the existing file ``path``: cut to half its size, emptied, or one bit flipped.
+
+    The flipped bit is in the middle byte, inside the data of a zip archive's
+    member (a ``.npz`` or ``.keras`` file), where only its CRC tells.
+    """
+    data = bytearray(open(path, "rb").read())
+    if kind == "truncated":
+        data = data[: len(data) // 2]
+    elif kind == "empty":
+        data = bytearray()
+    elif kind == "bit_flipped":
+        data[len(data) // 2] ^= 0x10
+    else:
+        raise ValueError(f"unknown damage kind {kind!r}; expected one of {', '.join(FILE_DAMAGE)}")
+    _write(path, bytes(data))
 
 
 def _encoded(extension):

@@ -7,6 +7,7 @@ the temporary file is written and before it replaces the previous one.
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -20,6 +21,7 @@ import yaml
 from console import finish, run, start
 
 from keras_reid.training.embedding import train_embedding
+from tests.faults.damage import FILE_DAMAGE, damage_file
 from tests.faults.filesystems import tmpfs
 
 INJECT = str(Path(__file__).parent / "inject")
@@ -132,19 +134,119 @@ def test_resuming_a_finished_run_says_so_and_does_nothing(setting, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
 
 
-def test_a_damaged_backup_is_named_instead_of_crashing(setting, tmp_path):
+@pytest.fixture(scope="module")
+def backed_up(setting, tmp_path_factory):
+    """A run killed as it wrote its step-25 backup: its newest backup is of step 24 (the end
+    of the second epoch), the one before it of step 20 (8 steps into the second epoch)."""
     config, _, _ = setting
+    out = tmp_path_factory.mktemp("backed_up") / "run"
+    env = {"PYTHONPATH": INJECT, "KERAS_REID_KILL_AT": r"^state-000000025\.npz$:1"}
+    code, _, err = finish(start(train_args(config, out), env=env))
+    assert code == -signal.SIGKILL, err
+    return out
+
+
+def copy_run(folder, tmp_path):
     out = tmp_path / "run"
-    popen = start(train_args(config, out))
-    kill_when_backed_up(popen, out, BACKUP_STEPS)
-    finish(popen)
-    state = yaml.safe_load((out / "backup" / "state.json").read_text())
-    (out / "backup" / state["file"]).write_bytes(b"\x89HDF\r\n" + b"\0" * 90)  # 96 bytes
-    code, _, err = run(train_args(config, out, resume=True))
+    shutil.copytree(folder, out)
+    return out, out / "backup" / "state-000000024.npz", out / "backup" / "state-000000020.npz"
+
+
+def assert_resumed_like_the_uninterrupted_run(out, reference, reference_log):
+    assert max_weight_change(out, reference) <= 1e-6
+    pd.testing.assert_frame_equal(pd.read_csv(out / "log.csv"), reference_log, rtol=1e-5)
+    assert leftovers(out) == []
+
+
+@pytest.mark.parametrize("kind", FILE_DAMAGE)
+def test_a_damaged_newest_backup_resumes_from_the_one_before(setting, backed_up, tmp_path, kind):
+    config, reference, reference_log = setting
+    out, newest, previous = copy_run(backed_up, tmp_path)
+    damage_file(newest, kind)
+    code, _, err = run(train_args(config, out, resume=True), stderr=tmp_path / "err.txt")
+    assert code == 0, err
+    [warning] = [line for line in err.splitlines() if " is damaged (" in line]
+    assert warning.startswith(f"warning: the backup {newest} is damaged ("), err
+    assert warning.endswith(
+        f"; resuming from the one before it, {previous}, at epoch 2, step 8 (its later steps "
+        "are trained again)."
+    ), err
+    # Step 20's backup carries the running figures of the second epoch's first 8 steps.
+    assert_resumed_like_the_uninterrupted_run(out, reference, reference_log)
+
+
+def test_damaged_backups_are_named_in_one_line_when_none_is_good(setting, backed_up, tmp_path):
+    config, _, _ = setting
+    out, newest, previous = copy_run(backed_up, tmp_path)
+    damage_file(newest, "truncated")
+    damage_file(previous, "bit_flipped")
+    code, _, err = run(train_args(config, out, resume=True), stderr=tmp_path / "err.txt")
     assert code == 2
     [line] = err.strip().splitlines()
-    assert f"the backup {out / 'backup' / state['file']} is damaged" in line
-    assert f"delete {out / 'backup'} to restart" in line
+    assert line.startswith(f"keras-reid train: error: the backup {newest} is damaged (")
+    assert f"and so is the one before it, {previous} (Bad CRC-32 for file " in line
+    assert line.endswith(
+        f"delete {out / 'backup'} and resume to restart the run from its first step, or "
+        "start it again without --resume in a new --out."
+    )
+    assert newest.stat().st_size and previous.stat().st_size  # nothing deleted
+
+
+def test_a_log_saved_with_a_byte_order_mark_resumes(setting, backed_up, tmp_path):
+    config, reference, reference_log = setting
+    out, _, _ = copy_run(backed_up, tmp_path)
+    log = out / "log.csv"
+    log.write_bytes(b"\xef\xbb\xbf" + log.read_bytes())  # as Excel saves a CSV
+    code, _, err = run(train_args(config, out, resume=True), stderr=tmp_path / "err.txt")
+    assert code == 0, err
+    # The run resumes at step 24, the start of the last epoch: the rows of the first two are
+    # read from the log, not trained again.
+    assert_resumed_like_the_uninterrupted_run(out, reference, reference_log)
+
+
+JUNK_LOGS = {  # the log's lines -> the damaged ones, and the line number to name
+    "a non-numeric epoch": (lambda rows: [rows[0], b"zero" + rows[1][1:], rows[2]], 2),
+    "binary junk": (lambda rows: [*rows[:2], b"\x00\x89\xfe\xff", rows[2]], 3),
+    "a row longer than the header": (lambda rows: [*rows[:2], rows[2] + b",7"], 3),
+}
+
+
+@pytest.mark.parametrize("junk", list(JUNK_LOGS))
+def test_a_junk_line_in_the_log_is_named_in_one_line(setting, backed_up, tmp_path, junk):
+    config, _, _ = setting
+    out, _, _ = copy_run(backed_up, tmp_path)
+    log = out / "log.csv"
+    change, line_number = JUNK_LOGS[junk]
+    rows = log.read_bytes().splitlines()
+    assert len(rows) == 3 and rows[1].startswith(b"0,")  # the header, epochs 0 and 1
+    log.write_bytes(b"\n".join(change(rows)) + b"\n")
+    damaged = log.read_bytes()
+    code, _, err = run(train_args(config, out, resume=True), stderr=tmp_path / "err.txt")
+    assert code == 2
+    [line] = err.strip().splitlines()
+    assert line.startswith(f"keras-reid train: error: the run's log {log} ")
+    assert f"line {line_number}" in line
+    assert line.endswith(
+        f"fix that line, or delete {log} to resume without the rows of the epochs before."
+    )
+    assert log.read_bytes() == damaged
+
+
+def test_a_damaged_model_of_a_finished_run_is_named_in_one_line(setting, tmp_path):
+    config, _, _ = setting
+    out = tmp_path / "run"
+    shutil.copytree(config.parent / "reference", out)
+    damage_file(out / "model.keras", "truncated")
+    code, _, err = run(train_args(config, out, resume=True), stderr=tmp_path / "err.txt")
+    assert code == 2
+    [line] = err.strip().splitlines()
+    last = out / "checkpoints" / f"epoch_{EPOCHS:04d}.keras"
+    assert line == (
+        f"keras-reid train: error: {out / 'model.keras'} is damaged (not a whole .keras zip "
+        f"archive: {(out / 'model.keras').stat().st_size} bytes); the run's last checkpoint "
+        f"{last} holds the same weights: copy it onto {out / 'model.keras'}, or train again in a "
+        "new --out."
+    )
 
 
 @pytest.fixture

@@ -50,6 +50,7 @@ from keras_reid.training.embedding import (
     train_embedding,
 )
 from keras_reid.training.feature_cache import cached_trunk_features
+from keras_reid.training.state import load_finished_model
 from keras_reid.training.training_data import TrainingData
 
 logger = logging.getLogger("keras_reid.training")
@@ -85,7 +86,7 @@ def stage1_plan(config, data, out, resume):
         model_path = os.path.join(os.path.abspath(out), "embedding", "model.keras")
         model = None
         if resume and os.path.isfile(model_path):
-            model = keras.models.load_model(model_path)
+            model = load_finished_model(model_path)
         else:
             # Recorded in embedding/config.yaml; the datasets themselves are passed loaded.
             section["data"] = {"train": config["data"]["sources"], "val": config["data"]["target"]}
@@ -198,7 +199,7 @@ def train_embae(config, out, resume=False):
     for step, nui in enumerate(needed):
         folder = os.path.join(out, f"pretrain_{nui}")
         keys = group_keys(nui, {name: table for name, (table, _) in sources.items()})
-        model = finished_stage(folder, resume)
+        model = finished_stage(folder, resume, nui, keys)
         if model is None:
             model = fresh(len(keys))
             seed = options.seed + 100 + step
@@ -209,7 +210,12 @@ def train_embae(config, out, resume=False):
     export = stage1 if options.export_inference else None
     for step, variant in enumerate(variants):
         folder = os.path.join(out, variant)
-        model = finished_stage(folder, resume, inference=options.export_inference)
+        if variant == "bn_adapt":
+            nui, keys = "common", ["common"]
+        else:
+            nui = VARIANT_NUI[variant]
+            keys = target_keys(nui, pretrained[nui][1], target)
+        model = finished_stage(folder, resume, nui, keys, inference=options.export_inference)
         if model is None and variant == "bn_adapt":
             logger.info(
                 f"EmbAE control [bn_adapt] on {target.name}: the stage-1 head with its "
@@ -217,15 +223,13 @@ def train_embae(config, out, resume=False):
             )
             model = fresh(1)
             adapt_embedding_statistics(model, target_train)
-            save_stage(folder, model, "common", ["common"], export)
+            save_stage(folder, model, nui, keys, export)
         elif model is None:
-            nui = VARIANT_NUI[variant]
             seed = options.seed + 200 + 10 * step
             stages = (finetune_stage, finetune_nui_stage)
             model = finetune(
                 variant, pretrained[nui], target, target_train, stages, options, folder, seed
             )
-            keys = target_keys(nui, pretrained[nui][1], target)
             save_stage(folder, model, nui, keys, export)
         add_row(variant, model)
 

@@ -6,6 +6,7 @@ on cached features, what it may change chosen by ``trainable`` flags
 variant's fine-tuning on the target (:func:`finetune`).
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -22,8 +23,9 @@ from keras_reid.models.embae import (
     set_trainable,
     with_nuisance_groups,
 )
+from keras_reid.reporting import one_line
 from keras_reid.training.embae.config import NUI_MODES, VARIANT_NUI
-from keras_reid.training.state import save_model
+from keras_reid.training.state import load_saved_model, save_model
 
 logger = logging.getLogger("keras_reid.training")
 
@@ -206,8 +208,7 @@ def pretrain(model, nui, keys, sources, stage, options, folder, seed):
     groups = np.concatenate(
         [group_indices(nui, name, table, keys) for name, (table, _) in sources.items()]
     )
-    os.makedirs(folder, exist_ok=True)
-    log = os.path.join(folder, "log.csv")
+    log = _new_log(folder)
     fit_stage(
         model,
         ("nui", "dec"),
@@ -228,8 +229,7 @@ def finetune(variant, pretrained, target, features, stages, options, folder, see
     nui = VARIANT_NUI[variant]
     keys = target_keys(nui, source_keys, target)
     groups = group_indices(nui, target.name, target.train, keys)
-    os.makedirs(folder, exist_ok=True)
-    log = os.path.join(folder, "log.csv")
+    log = _new_log(folder)
     heading = f"EmbAE stage 4 [{variant}] on {target.name} (unlabelled)"
     if variant in ("all", "fix_nui"):
         # A full copy: every variant starts from the same pre-trained weights.
@@ -281,20 +281,59 @@ def finetune(variant, pretrained, target, features, stages, options, folder, see
     return model
 
 
-def finished_stage(folder, resume, inference=False):
+def finished_stage(folder, resume, nui, keys, inference=False):
     """The model a finished stage saved in ``folder``, when resuming; else None.
 
     ``model.keras`` is the last file a stage writes (:func:`save_stage`), so
     it marks a finished stage; with ``inference``, the stage also needs its
     inference.keras (a run of an older version may lack it: the stage is run again).
+    A finished stage whose ``.keras`` files do not load whole, or whose
+    groups.json does not record the θ_nui groups ``nui``, ``keys`` (a disk
+    fault, a cut copy), is run again too, with a warning naming the file: its
+    inputs are all at hand, and it takes seconds to minutes.
     """
     path = os.path.join(folder, "model.keras")
-    if inference and not os.path.isfile(os.path.join(folder, "inference.keras")):
+    if not resume or not os.path.isfile(path):
         return None
-    if resume and os.path.isfile(path):
-        logger.info(f"EmbAE: reusing {path}")
-        return keras.models.load_model(path)
-    return None
+    inference_path = os.path.join(folder, "inference.keras")
+    if inference and not os.path.isfile(inference_path):
+        return None
+    try:
+        _check_groups(folder, nui, keys)
+        if inference:
+            load_saved_model(inference_path)
+        model = load_saved_model(path)
+    except ReIDError as error:
+        logger.warning(f"EmbAE: {one_line(error)}; training the stage in {folder} again.")
+        return None
+    logger.info(f"EmbAE: reusing {path}")
+    return model
+
+
+def _groups(nui, keys):
+    """What groups.json records: the θ_nui mode and its groups, in index order."""
+    return {"nui": nui, "groups": keys}
+
+
+def _check_groups(folder, nui, keys):
+    """Raise a ReIDError when ``folder/groups.json`` does not record these θ_nui groups."""
+    path = os.path.join(folder, "groups.json")
+    try:
+        with open(path, "rb") as stream:
+            recorded = json.loads(stream.read())
+    except (OSError, ValueError) as error:
+        raise ReIDError(f"{path} is damaged ({error})") from None
+    if recorded != _groups(nui, keys):
+        raise ReIDError(f"{path} is damaged (it does not record the {nui} θ_nui groups {keys})")
+
+
+def _new_log(folder):
+    """``folder/log.csv``, emptied: a stage run again logs its epochs once."""
+    os.makedirs(folder, exist_ok=True)
+    log = os.path.join(folder, "log.csv")
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(log)
+    return log
 
 
 def save_stage(folder, model, nui, keys, stage1=None):
@@ -303,8 +342,7 @@ def save_stage(folder, model, nui, keys, stage1=None):
     model.keras comes last: a resumed run takes it as the sign of a finished stage.
     """
     os.makedirs(folder, exist_ok=True)
-    groups = json.dumps({"nui": nui, "groups": keys}, indent=1) + "\n"
-    write_text(os.path.join(folder, "groups.json"), groups)
+    write_text(os.path.join(folder, "groups.json"), json.dumps(_groups(nui, keys), indent=1) + "\n")
     if stage1 is not None:
         inference = build_embae_inference_model(stage1, model)
         save_model(inference, os.path.join(folder, "inference.keras"))
