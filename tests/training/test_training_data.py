@@ -113,7 +113,9 @@ def test_two_roots_of_one_loader_are_two_datasets_in_classes_and_groups(tmp_path
     assert groups == {"nui": "dataset", "groups": ["market1501:A", "market1501:B", "market1501:C"]}
 
 
-def test_a_dataset_given_twice_or_as_its_own_target_is_refused_with_one_line(tmp_path, tiny_synth):
+def test_a_dataset_given_twice_as_its_own_target_or_resumed_merged_is_refused_with_one_line(
+    tmp_path, tiny_synth
+):
     a = market_tree(str(tmp_path / "A"), (2, 7, 11))
     os.symlink(a, tmp_path / "A_link")
     synth = {"name": "synth-a", "root": tiny_synth["synth-a"], "ids": 12, "size": [64, 32]}
@@ -138,6 +140,21 @@ def test_a_dataset_given_twice_or_as_its_own_target_is_refused_with_one_line(tmp
         "train": {"verbose": 0},
     }
     twice = {"data": {"train": [f"market1501:{a}", f"market1501:{tmp_path / 'A_link'}"]}}
+    # A run folder written before roots were told apart: A and B's pids merged.
+    b = market_tree(str(tmp_path / "B"), (2, 5, 11, 12))
+    merged = {
+        "data": {"train": [f"market1501:{a}", f"market1501:{b}"]},
+        **TRAIN,
+        "model": {"name": "trinet", **SMALL},
+        "losses": {"logits": {"name": "softmax"}},
+        "optimizer": {"name": "adam"},
+        "schedule": {"name": "piecewise", "boundaries": [], "values": [1.0e-3]},
+    }
+    old = tmp_path / "msml"
+    old.mkdir()
+    (old / "config.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
+    recorded = {"num_classes": 5, "classes": [["market1501", p] for p in (2, 5, 7, 11, 12)]}
+    (old / "classes.json").write_text(json.dumps(recorded))
     cases = {
         # One folder through a symlink: the same 6 train images, merged into one
         # class each before.
@@ -153,6 +170,12 @@ def test_a_dataset_given_twice_or_as_its_own_target_is_refused_with_one_line(tmp
             "data.target is also a source: data.sources entry 1 (synth-a "
             f"{tiny_synth['synth-a']}) has the same",
         ),
+        # Resumed, it trained on: its 5 logits were the 7 people of A and B merged.
+        "msml": (
+            merged,
+            f"--resume: {old / 'classes.json'} records ClassMap(5 classes from market1501), "
+            "but the data give ClassMap(7 classes from market1501:A, market1501:B)",
+        ),
         # PUL took its own source as target.
         "pul": (
             pul,
@@ -164,10 +187,13 @@ def test_a_dataset_given_twice_or_as_its_own_target_is_refused_with_one_line(tmp
     runs = {}
     for recipe, (config, _) in cases.items():
         path = config_file(tmp_path / f"{recipe}.yaml", config)
-        args = ["train", recipe, "--config", path, "--out", tmp_path / recipe]
+        resume = ["--resume"] if recipe == "msml" else []
+        args = ["train", recipe, "--config", path, "--out", tmp_path / recipe, *resume]
         runs[recipe] = start(args, stderr=tmp_path / f"{recipe}.err")
     for recipe, popen in runs.items():
         code, _, err = finish(popen)
         assert code == 2, (recipe, err)
         assert cases[recipe][1] in one_error_line(err), recipe
-        assert not (tmp_path / recipe).exists(), recipe
+        assert not (tmp_path / recipe).exists() or recipe == "msml", recipe
+    assert sorted(os.listdir(old)) == ["classes.json", "config.yaml"]
+    assert json.loads((old / "classes.json").read_text()) == recorded
