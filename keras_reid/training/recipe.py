@@ -281,15 +281,19 @@ def prepare(config, data, options, strategy, make_model=None):
     return Prepared(model, class_map, steps, batches_from)
 
 
-def check_recorded_classes(path, class_map):
+def check_recorded_classes(path, class_map, sources):
     """Refuse to resume a run whose recorded classes.json is not the data's class map.
 
-    A run recorded before two datasets of one loader were told apart holds
-    their pids merged (``["market1501", 2]`` once for two people): its model
-    and labels do not fit the data's map any more.
+    A run recorded before two datasets of one loader were told apart labels
+    its classes by loader name (``["market1501", 2]``): it resumes when each
+    class is still the same (name, pid), i.e. no pid of two such datasets was
+    merged into one class, and is refused otherwise (its model and labels do
+    not fit the data's map).
     """
     recorded = ClassMap.load(path)
-    if recorded != class_map:
+    name_of = {dataset.label: dataset.name for dataset in sources}
+    by_name = [(name_of.get(label, label), pid) for label, pid in class_map.identities]
+    if recorded != class_map and recorded.identities != by_name:
         raise ReIDError(
             f"--resume: {path} records {recorded!r}, but the data give {class_map!r} (the "
             "datasets changed, or the run predates telling two datasets of one loader "
@@ -357,7 +361,7 @@ def train(config, out, resume=False, data=None, make_model=None):
             out = prepare_run_dir(out, config, resume=resume)
         classes = os.path.join(out, "classes.json")
         if resume and os.path.isfile(classes):
-            check_recorded_classes(classes, prepared.class_map)
+            check_recorded_classes(classes, prepared.class_map, data.sources)
         prepared.class_map.save(classes)
         validation = None
         if options.validate_every and data.validation is not None:

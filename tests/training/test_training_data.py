@@ -48,6 +48,27 @@ def folder_tree(root, pids):
     return write_tree(root, {f"train/{pid:04d}": ["a_c1.jpg", "b_c2.jpg"] for pid in pids})
 
 
+def msml_config(specs):
+    """The shared path with a softmax on logits, whose size is the number of classes."""
+    return {
+        "data": {"train": specs},
+        **TRAIN,
+        "model": {"name": "trinet", **SMALL},
+        "losses": {"logits": {"name": "softmax"}},
+        "optimizer": {"name": "adam"},
+        "schedule": {"name": "piecewise", "boundaries": [], "values": [1.0e-3]},
+    }
+
+
+def old_run(folder, config, classes):
+    """A run folder as keras-reid wrote it before roots were told apart, before its first epoch."""
+    folder.mkdir()
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    recorded = {"num_classes": len(classes), "classes": classes}
+    (folder / "classes.json").write_text(json.dumps(recorded))
+    return recorded
+
+
 def config_file(path, config):
     path.write_text(yaml.safe_dump(config))
     return path
@@ -74,7 +95,7 @@ def embae_config(sources, target):
     }
 
 
-def test_two_roots_of_one_loader_are_two_datasets_in_classes_and_groups(tmp_path):
+def test_two_roots_of_one_loader_are_two_datasets_in_classes_groups_and_summaries(tmp_path):
     # market1501 roots A and B share pids 2 and 11, folder roots F and G share pid 2:
     # merged by loader name they were 5 + 3 classes, one θ_nui group, and C (a third
     # market1501 root) was refused as "also a source".
@@ -88,15 +109,39 @@ def test_two_roots_of_one_loader_are_two_datasets_in_classes_and_groups(tmp_path
     embae = config_file(
         tmp_path / "embae.yaml", embae_config(specs[:2], {"name": "market1501", "root": c})
     )
+    # An old run on two roots without a pid in common: each class was one person, so
+    # it resumes (its classes relabelled); roots with a pid in common are refused below.
+    d, e = (
+        market_tree(str(tmp_path / name), pids) for name, pids in (("D", (1, 3)), ("E", (5, 6)))
+    )
+    disjoint = msml_config([f"market1501:{d}", f"market1501:{e}"])
+    old_run(tmp_path / "old", disjoint, [["market1501", pid] for pid in (1, 3, 5, 6)])
+    resumed = config_file(tmp_path / "old.yaml", disjoint)
     runs = {
         "classes": start(
             ["train", "embedding", "--config", classes_config, "--out", tmp_path / "r"]
         ),
         "embae": start(["train", "embae", "--config", embae, "--out", tmp_path / "e"]),
+        "resumed": start(
+            ["train", "msml", "--config", resumed, "--out", tmp_path / "old", "--resume"]
+        ),
+        "datasets": start(["datasets", f"market1501:{a}", f"market1501:{b}"]),
     }
     results = {name: finish(popen) for name, popen in runs.items()}
     for name, (code, _, err) in results.items():
         assert code == 0, (name, err)
+    # keras-reid datasets: a summary row per root and split (dataset, split, ids, images,
+    # cameras), by hand: train two images of each pid in cameras 1 and 3; the gallery
+    # adds a junk and a distractor image (not persons) in cameras 1 and 3.
+    summary = [line.split() for line in results["datasets"][1].splitlines()[1:]]
+    assert summary == [
+        ["market1501:A", "train", "3", "6", "2"],
+        ["market1501:A", "query", "2", "2", "1"],
+        ["market1501:A", "gallery", "2", "4", "3"],
+        ["market1501:B", "train", "4", "8", "2"],
+        ["market1501:B", "query", "2", "2", "1"],
+        ["market1501:B", "gallery", "2", "4", "3"],
+    ]
     # By hand: A 3 pids, B 4, F 2, G 2; each root's pids in ascending order.
     expected = [
         *(["market1501:A", pid] for pid in (2, 7, 11)),
@@ -111,6 +156,13 @@ def test_two_roots_of_one_loader_are_two_datasets_in_classes_and_groups(tmp_path
     assert stage1 == {"num_classes": 7, "classes": expected[:7]}
     groups = json.loads((tmp_path / "e" / "dataset_nui" / "groups.json").read_text())
     assert groups == {"nui": "dataset", "groups": ["market1501:A", "market1501:B", "market1501:C"]}
+    relabelled = json.loads((tmp_path / "old" / "classes.json").read_text())
+    expected = [["market1501:D", pid] for pid in (1, 3)] + [
+        ["market1501:E", 5],
+        ["market1501:E", 6],
+    ]
+    assert relabelled == {"num_classes": 4, "classes": expected}
+    assert (tmp_path / "old" / "model.keras").is_file()
 
 
 def test_a_dataset_given_twice_as_its_own_target_or_resumed_merged_is_refused_with_one_line(
@@ -121,15 +173,7 @@ def test_a_dataset_given_twice_as_its_own_target_or_resumed_merged_is_refused_wi
     synth = {"name": "synth-a", "root": tiny_synth["synth-a"], "ids": 12, "size": [64, 32]}
     pul = {
         "data": {"target": f"market1501:{a}", "sources": [f"market1501:{a}"]},
-        "start": {
-            "train": {
-                **TRAIN,
-                "model": {"name": "trinet", **SMALL},
-                "losses": {"logits": {"name": "softmax"}},
-                "optimizer": {"name": "adam"},
-                "schedule": {"name": "piecewise", "boundaries": [], "values": [1.0e-3]},
-            }
-        },
+        "start": {"train": {k: v for k, v in msml_config([]).items() if k != "data"}},
         "pul": {"iterations": 1, "clusters": 2, "lambda_start": 0.0},
         "finetune": {
             "batches": {"p": 2, "k": 1},
@@ -140,21 +184,11 @@ def test_a_dataset_given_twice_as_its_own_target_or_resumed_merged_is_refused_wi
         "train": {"verbose": 0},
     }
     twice = {"data": {"train": [f"market1501:{a}", f"market1501:{tmp_path / 'A_link'}"]}}
-    # A run folder written before roots were told apart: A and B's pids merged.
+    # A run folder written before roots were told apart: A and B's pids 2 and 11 merged.
     b = market_tree(str(tmp_path / "B"), (2, 5, 11, 12))
-    merged = {
-        "data": {"train": [f"market1501:{a}", f"market1501:{b}"]},
-        **TRAIN,
-        "model": {"name": "trinet", **SMALL},
-        "losses": {"logits": {"name": "softmax"}},
-        "optimizer": {"name": "adam"},
-        "schedule": {"name": "piecewise", "boundaries": [], "values": [1.0e-3]},
-    }
+    merged = msml_config([f"market1501:{a}", f"market1501:{b}"])
     old = tmp_path / "msml"
-    old.mkdir()
-    (old / "config.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
-    recorded = {"num_classes": 5, "classes": [["market1501", p] for p in (2, 5, 7, 11, 12)]}
-    (old / "classes.json").write_text(json.dumps(recorded))
+    recorded = old_run(old, merged, [["market1501", pid] for pid in (2, 5, 7, 11, 12)])
     cases = {
         # One folder through a symlink: the same 6 train images, merged into one
         # class each before.
