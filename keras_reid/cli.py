@@ -153,8 +153,7 @@ def cmd_synth(args):
 
 
 def cmd_datasets(args):
-    from keras_reid.data import DATASETS, load_dataset, parse_spec
-    from keras_reid.data.dataset import label_apart
+    from keras_reid.data import DATASETS, label_apart, load_dataset, parse_spec
 
     if not args.specs:
         for name in DATASETS.names():
