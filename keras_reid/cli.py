@@ -152,7 +152,7 @@ def cmd_synth(args):
 
 
 def cmd_datasets(args):
-    from keras_reid.data import DATASETS, load_dataset, parse_spec
+    from keras_reid.data import DATASETS, label_apart, load_dataset, parse_spec
 
     if not args.specs:
         for name in DATASETS.names():
@@ -161,10 +161,10 @@ def cmd_datasets(args):
         return
     import pandas as pd
 
-    datasets = []
-    for spec in args.specs:
-        name, root = parse_spec(spec)
-        datasets.append(load_dataset(name, root))
+    specs = [parse_spec(spec) for spec in args.specs]
+    datasets = label_apart(
+        [load_dataset(name, root) for name, root in specs], [root for _, root in specs]
+    )
     print(pd.concat([d.summary() for d in datasets]).to_string(index=False))
     if args.check:
         from keras_reid.data.pipeline import find_unreadable, unreadable_error
@@ -179,7 +179,7 @@ def cmd_datasets(args):
                     print(f"unreadable: {path} ({reason})")
                 seen.update(path for path, _ in found)
                 if found:
-                    where.append(f"{dataset.name}/{split}")
+                    where.append(f"{dataset.label}/{split}")
                 bad += found
         if bad:
             raise unreadable_error(bad, where, fix="listed above")
@@ -187,7 +187,7 @@ def cmd_datasets(args):
     if args.sheet:
         from keras_reid.data.sheet import contact_sheet
 
-        contact_sheet({d.name: d.train for d in datasets}, args.sheet)
+        contact_sheet({d.label: d.train for d in datasets}, args.sheet)
         print(f"wrote {args.sheet}")
 
 

@@ -186,7 +186,7 @@ def dien_labels(config):
     (``model.attention_loops``). The trunk names the source too, e.g.
     ``"mobilenet-0.25 128x64 from synth-a"``.
     """
-    from keras_reid.data import parse_spec
+    from keras_reid.data.dataset import spec_labels
 
     model = config.get("model") or {}
     losses = list((config.get("losses") or {}).values())
@@ -203,8 +203,7 @@ def dien_labels(config):
     train = (config.get("data") or {}).get("train") or []
     train = [train] if isinstance(train, (str, dict)) else train
     # The source names the transfer: Base trains without a target.
-    sources = [spec["name"] if isinstance(spec, dict) else parse_spec(spec)[0] for spec in train]
-    trunk = run_labels({"model": model})[0] + " from " + "+".join(sources)
+    trunk = run_labels({"model": model})[0] + " from " + "+".join(spec_labels(train))
     seed = int((config.get("train") or {}).get("seed", 0))
     return trunk, "".join(parts) or "Base", seed
 
@@ -284,19 +283,25 @@ def score_runs(runs, datasets, tta=None, rerank=False, batch_size=128, labels=No
     :func:`run_labels` (default: the MSML table's methods) or :func:`sal_labels`.
 
     Returns:
-        a DataFrame with columns run, trunk, method, seed, dataset, name, tta
-        and the scores (rank1, rank5, mAP, ...).
+        a DataFrame with columns run, trunk, method, seed, dataset, name (the
+        dataset's label: ``market1501:A`` and ``market1501:B`` for two roots
+        of one loader), tta and the scores (rank1, rank5, mAP, ...).
     """
     import pandas as pd
+
+    from keras_reid.data.dataset import spec_labels
 
     if not runs:
         raise ReIDError("no run folders given; give at least one finished run.")
     if not datasets:
         raise ReIDError("no test datasets given; name at least one (e.g. --data synth-b).")
+    # Two roots of one loader are two columns (market1501:A, market1501:B), not one.
+    names = dict(zip(map(_spec_key, datasets), spec_labels(datasets), strict=True))
     frames = []
     for run in runs:
         trunk, method, seed = (labels or run_labels)(_read_config(run))
         frame = score_run(run, datasets, tta=tta, rerank=rerank, batch_size=batch_size)
+        frame["name"] = frame["dataset"].map(names)
         for position, (column, value) in enumerate(
             (("run", run), ("trunk", trunk), ("method", method), ("seed", seed))
         ):

@@ -11,7 +11,7 @@ import zipfile
 import keras
 import numpy as np
 
-from keras_reid.data.dataset import parse_spec
+from keras_reid.data.dataset import spec_labels
 from keras_reid.environment import versions_line, with_versions
 from keras_reid.errors import ReIDError
 from keras_reid.fileio import write_text
@@ -227,13 +227,13 @@ def evaluate_model(
         model = as_dict_outputs(model)
         check_model(model)
     if dataset.query.empty or dataset.gallery.empty:
-        raise ReIDError(f"{dataset.name} has no query/gallery split to evaluate on.")
+        raise ReIDError(f"{dataset.label} has no query/gallery split to evaluate on.")
     query, gallery = (
         extract_features(model, table, batch_size=batch_size, tta=tta, progress=progress)
         for table in (dataset.query, dataset.gallery)
     )
     for features, split in ((query, "query"), (gallery, "gallery")):
-        check_finite_features(features, f"model {model.name!r}", f"{dataset.name} {split} images")
+        check_finite_features(features, f"model {model.name!r}", f"{dataset.label} {split} images")
     ranking = rank_protocol(
         query,
         gallery,
@@ -245,10 +245,10 @@ def evaluate_model(
         protocol=PROTOCOL_OF.get(dataset.name, "market"),
     )
     row = results_row(ranking, metric=metric, normalize=normalize, rerank=rerank)
-    row.insert(0, "dataset", dataset.name)
+    row.insert(0, "dataset", dataset.label)
     row.insert(1, "tta", tta or "none")
     if out is not None:
-        write_report(row, ranking, dataset.name, out, worst_first=worst_first)
+        write_report(row, ranking, dataset.label, out, worst_first=worst_first)
     return row
 
 
@@ -290,11 +290,6 @@ SCORE_COLUMNS = ("rank1", "rank1_nd", "mAP", "mAP_nd")
 SCORE_TITLES = {"rank1": "Rank-1", "rank1_nd": "Rank-1-nd", "mAP": "mAP", "mAP_nd": "mAP-nd"}
 
 
-def _dataset_name(spec):
-    """The dataset name of a config's data spec (``"name[:root]"`` or ``{name, ...}``)."""
-    return str(spec.get("name")) if isinstance(spec, dict) else parse_spec(spec)[0]
-
-
 def collect_runs(runs):
     """The results of finished runs, one row per (run, model).
 
@@ -334,10 +329,13 @@ def collect_runs(runs):
             data = (yaml.safe_load(stream) or {}).get("data") or {}
         sources = data.get("sources", data.get("train"))
         sources = sources if isinstance(sources, list) else [sources]
+        sources = [spec for spec in sources if spec is not None]
         target = data.get("target", data.get("val"))
-        setting = " + ".join(_dataset_name(s) for s in sources if s is not None)
+        # Two roots of one loader in a run are told apart (market1501:A -> market1501:C).
+        labels = spec_labels([*sources, *([] if target is None else [target])])
+        setting = " + ".join(labels[: len(sources)])
         if target is not None:
-            setting += f" -> {_dataset_name(target)}"
+            setting += f" -> {labels[-1]}"
         frame.insert(0, "setting", setting)
         frame.insert(0, "run", run)
         frames.append(frame[["run", "setting", "model", *SCORE_COLUMNS]])

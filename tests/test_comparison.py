@@ -262,3 +262,18 @@ def test_dien_table_script_gives_the_targets_rank_1_5_10_and_map(tiny_run, capsy
     row = next(line for line in text.splitlines() if "| +TL |" in line or "| Base |" in line)
     cells = [cell.strip() for cell in row.split("|")[4:8]]
     assert cells == [f"{scores[s]:.3f}" for s in ("rank1", "rank5", "rank10", "mAP")]
+
+
+def test_two_roots_of_one_loader_are_two_columns_of_the_table(tiny_run, tiny_synth, capsys):
+    # Both SynthReID generations read by the market1501 loader: once one column,
+    # the mean of the two datasets' scores.
+    run, _, model = tiny_run
+    specs = [f"market1501:{tiny_synth[preset]}" for preset in ("synth-a", "synth-b")]
+    assert script("dien_table").main([str(run), "--data", *specs]) == 0
+    text = capsys.readouterr().out
+    assert "| market1501:synth-a r=1 |" in text and "| market1501:synth-b mAP |" in text
+    row = next(line for line in text.splitlines() if "| Base |" in line)
+    cells = [cell.strip() for cell in row.split("|")]
+    for spec in specs:
+        expected = evaluate_model(model, load_spec(spec), progress=False).loc[0, "rank1"]
+        assert f"{expected:.3f}" in cells

@@ -156,6 +156,16 @@ def test_runs_table_gives_mean_std_and_change_over_the_baseline(tmp_path):
     assert "| baseline | 0.500 | 0.500 | 0.500 | 0.500 |" in text
 
 
+def test_a_run_on_two_roots_of_one_loader_names_each_root(tmp_path):
+    # Once "market1501 + market1501 -> market1501".
+    sources = ["market1501:/d/A", {"name": "market1501", "root": "/d/B"}]
+    data = {"sources": sources, "target": "market1501:/d/C"}
+    run = _finished_run(tmp_path / "run", data, [("baseline", 0.1, 0.2, 0.1, 0.2)])
+    assert collect_runs([run])["setting"].tolist() == [
+        "market1501:A + market1501:B -> market1501:C"
+    ]
+
+
 def test_collect_runs_refuses_unfinished_runs(tmp_path):
     (tmp_path / "run").mkdir()
     with pytest.raises(ReIDError, match="run: no results.csv; give finished run folders"):

@@ -9,13 +9,16 @@ column     dtype   meaning
 path       str     absolute path of the image
 pid        int     person id; -1 junk (Market-1501), 0 distractor (Market-1501)
 camid      int     camera index, 0-based; -1 when the dataset has no cameras
-dataset    str     the dataset's name, so tables of several datasets can be mixed
+dataset    str     the dataset's label (its name; see :func:`label_apart`), so tables
+                   of several datasets can be mixed
 tracklet   int     video datasets only: the tracklet the frame belongs to
 frame      int     video datasets only: the frame number inside the tracklet
 =========  ======  ==============================================================
 """
 
+import dataclasses
 import inspect
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -51,6 +54,10 @@ class ReIDDataset:
         gallery: gallery images (Market-1501 keeps junk -1 and distractors 0).
         distractor_pids: pids that mark distractors rather than persons
             (Market-1501: 0); elsewhere pid 0 may be a real person (VIPeR, MSMT17).
+        label: what tells the dataset apart from the others of a run, as its
+            tables' ``dataset`` column holds it: ``name`` (the default), or
+            ``name:FOLDER`` when a run reads two datasets of one loader
+            (:func:`label_apart`).
     """
 
     name: str
@@ -58,9 +65,35 @@ class ReIDDataset:
     query: pd.DataFrame
     gallery: pd.DataFrame
     distractor_pids: tuple = ()
+    label: str | None = None
+
+    def __post_init__(self):
+        if self.label is None:
+            self.label = self.name
 
     def splits(self):
         return {"train": self.train, "query": self.query, "gallery": self.gallery}
+
+    def labelled(self, label):
+        """This dataset under ``label``: a copy whose tables' ``dataset`` column is ``label``."""
+        if label == self.label:
+            return self
+        tables = {split: table.assign(dataset=label) for split, table in self.splits().items()}
+        return dataclasses.replace(self, label=label, **tables)
+
+    def same_images(self, other):
+        """True when ``other`` lists the same image files as this dataset, split by split.
+
+        Paths are compared with their folders resolved (symlinks, ``..``), so
+        one folder reached by two spellings is one dataset, whichever loader
+        read it; a dataset without images is no other dataset.
+        """
+        pairs = list(zip(self.splits().values(), other.splits().values(), strict=True))
+        if any(len(mine) != len(theirs) for mine, theirs in pairs) or not any(
+            len(mine) for mine, _ in pairs
+        ):
+            return False
+        return all(_resolved(mine) == _resolved(theirs) for mine, theirs in pairs)
 
     def summary(self):
         """A DataFrame of ids, images and cameras per split.
@@ -72,7 +105,7 @@ class ReIDDataset:
             persons = table.pid[(table.pid >= 0) & ~table.pid.isin(self.distractor_pids)]
             rows.append(
                 {
-                    "dataset": self.name,
+                    "dataset": self.label,
                     "split": split,
                     "ids": int(persons.nunique()),
                     "images": len(table),
@@ -96,6 +129,135 @@ class ReIDDataset:
                 len(self.query),
             )
         return count
+
+
+def _resolved(table):
+    """The set of a table's image paths, each folder resolved once (not each file)."""
+    paths = table["path"].astype(str)
+    folders = {folder: os.path.realpath(folder) for folder in paths.map(os.path.dirname).unique()}
+    return {os.path.join(folders[os.path.dirname(p)], os.path.basename(p)) for p in paths}
+
+
+def _folder(dataset):
+    """The folder holding all of a dataset's images ("" without images)."""
+    folders = {os.path.dirname(p) for table in dataset.splits().values() for p in table["path"]}
+    return os.path.commonpath(sorted(folders)) if folders else ""
+
+
+def label_apart(datasets, roots=None):
+    """``datasets`` labelled so that two different datasets never share a label.
+
+    A dataset keeps its name as label unless the list holds another dataset of
+    the same loader name with other images (:meth:`ReIDDataset.same_images`);
+    those are labelled by :func:`distinct_labels` from their roots (or,
+    without a root, the folder holding their images): ``market1501:A``,
+    ``market1501:B``. The same dataset given twice gets one label. Datasets
+    whose names already differ keep them, so their class maps and groups are
+    those of earlier versions.
+
+    Args:
+        datasets: a list of :class:`ReIDDataset`.
+        roots: each dataset's root as given (None: unknown or the loader's
+            default), in the same order. Default None (no roots).
+
+    Returns:
+        a list of datasets (the same objects where the label stays the name).
+
+    Example:
+        >>> a, b = load_dataset("market1501", "/data/A"), load_dataset("market1501", "/data/B")
+        >>> [d.label for d in label_apart([a, b], ["/data/A", "/data/B"])]
+        ['market1501:A', 'market1501:B']
+    """
+    roots = list(roots) if roots is not None else [None] * len(datasets)
+    first = []  # index of the first dataset of the same name and images
+    for i, dataset in enumerate(datasets):
+        same = (
+            j
+            for j in range(i)
+            if first[j] == j
+            and datasets[j].name == dataset.name
+            and dataset.same_images(datasets[j])
+        )
+        first.append(next(same, i))
+    kept = [i for i in range(len(datasets)) if first[i] == i]
+    names = [datasets[i].name for i in kept]
+    shared = {name for name in names if names.count(name) > 1}
+    folders = [
+        (roots[i] or _folder(datasets[i])) if datasets[i].name in shared else "" for i in kept
+    ]
+    label_of = dict(zip(kept, distinct_labels(names, folders), strict=True))
+    return [dataset.labelled(label_of[first[i]]) for i, dataset in enumerate(datasets)]
+
+
+def distinct_labels(names, folders):
+    """Labels of different datasets: each its name, unless two share it.
+
+    Datasets sharing a name are labelled ``name:FOLDER``, FOLDER the shortest
+    end of their folder's path that tells them apart (``/data/A`` and
+    ``/data/B``: ``A`` and ``B``); datasets whose folders do not (one folder,
+    other options) add ``#1``, ``#2``, ... in their order.
+
+    Args:
+        names: each dataset's loader name.
+        folders: each dataset's folder ("" when unknown), in the same order.
+
+    Example:
+        >>> distinct_labels(["market1501", "market1501", "dukemtmc"], ["/d/A", "/d/B", "/d/C"])
+        ['market1501:A', 'market1501:B', 'dukemtmc']
+    """
+    labels = list(names)
+    for name in dict.fromkeys(names):
+        members = [i for i, other in enumerate(names) if other == name]
+        if len(members) < 2:
+            continue
+        tails = _short_tails(
+            [os.path.normpath(os.path.abspath(folders[i])) if folders[i] else "" for i in members]
+        )
+        for i, tail in zip(members, tails, strict=True):
+            ties = [j for j, other in zip(members, tails, strict=True) if other == tail]
+            labels[i] = f"{name}:{tail}" if tail else name
+            if len(ties) > 1:
+                labels[i] += f"#{ties.index(i) + 1}"
+    return labels
+
+
+def spec_labels(specs):
+    """The label of each dataset spec, without loading the datasets.
+
+    A spec is ``"name[:root]"`` or a mapping ``{name, root, <options>}``. Specs
+    of one name that differ in root or options are labelled apart by
+    :func:`distinct_labels` (``market1501:A``, ``market1501:B``); the others,
+    and one spec given twice, keep the name.
+
+    Example:
+        >>> spec_labels(["market1501:/d/A", "market1501:/d/B", "synth-b"])
+        ['market1501:A', 'market1501:B', 'synth-b']
+    """
+    keys = []
+    for spec in specs:
+        if isinstance(spec, dict):
+            name, root = str(spec.get("name")), spec.get("root")
+            options = {k: v for k, v in spec.items() if k not in ("name", "root")}
+        else:
+            (name, root), options = parse_spec(spec), {}
+        root = os.path.expandvars(os.path.expanduser(str(root))) if root else ""
+        folder = os.path.normpath(os.path.abspath(root)) if root else ""
+        keys.append((name, folder, json.dumps(options, sort_keys=True, default=str)))
+    distinct = list(dict.fromkeys(keys))
+    labels = distinct_labels([key[0] for key in distinct], [key[1] for key in distinct])
+    label_of = dict(zip(distinct, labels, strict=True))
+    return [label_of[key] for key in keys]
+
+
+def _short_tails(folders):
+    """The shortest path ends (last components) that tell different ``folders`` apart."""
+    parts = [[part for part in folder.split(os.sep) if part] for folder in folders]
+    different = len(set(folders))
+    for count in range(1, max(map(len, parts), default=0) + 1):
+        tails = ["/".join(folder[-count:]) for folder in parts]
+        if len(set(tails)) == different:
+            return tails
+    return ["/".join(folder) for folder in parts]
 
 
 def make_table(records, dataset, video=False):

@@ -1,10 +1,11 @@
 """Class labels: a run's person identities as class indices 0..C-1.
 
 Person ids are a dataset's own numbers, so Market-1501's pid 1 and
-DukeMTMC-reID's pid 1 are two people. A :class:`ClassMap` gives every
-dataset-qualified identity ``(dataset, pid)`` of a run's training tables one
-class index, in one space across all of them: what a classifier's logits and
-the softmax loss need (C = ``num_classes``), and what lets a metric loss train
+DukeMTMC-reID's pid 1 are two people, and so are pid 1 of two folders read by
+one loader. A :class:`ClassMap` gives every dataset-qualified identity
+``(dataset, pid)`` of a run's training tables one class index, in one space
+across all of them: what a classifier's logits and the softmax loss need
+(C = ``num_classes``), and what lets a metric loss train
 on batches that mix datasets without two people sharing a label.
 
 The order is fixed by the tables alone: datasets in the order they first
@@ -21,6 +22,9 @@ its map to its folder as ``classes.json``::
     }
 
 where entry ``i`` of ``classes`` is the ``[dataset, pid]`` of class ``i``.
+``dataset`` is the tables' ``dataset`` column, the dataset's label: its name,
+or ``market1501:A`` and ``market1501:B`` for two roots of one loader
+(:func:`keras_reid.data.dataset.label_apart`).
 """
 
 import json

@@ -187,10 +187,10 @@ def check_domains(kind, data):
                 "config: batches.kind cross_domain needs an unlabelled target domain; give "
                 "data.target (e.g. target: synth-b), or use batches.kind pk."
             )
-        return {"target": {data.target.name: data.target.train}}
+        return {"target": {data.target.label: data.target.train}}
     if data.target is not None:
         raise ReIDError(
-            f"config: data.target {data.target.name} would be unused with batches.kind {kind}; "
+            f"config: data.target {data.target.label} would be unused with batches.kind {kind}; "
             "set batches.kind: cross_domain to train on it, or remove data.target."
         )
     return {}
@@ -282,6 +282,26 @@ def prepare(config, data, options, strategy, make_model=None):
     return Prepared(model, class_map, steps, batches_from)
 
 
+def check_recorded_classes(path, class_map, sources):
+    """Refuse to resume a run whose recorded classes.json is not the data's class map.
+
+    A run recorded before two datasets of one loader were told apart labels
+    its classes by loader name (``["market1501", 2]``): it resumes when each
+    class is still the same (name, pid), i.e. no pid of two such datasets was
+    merged into one class, and is refused otherwise (its model and labels do
+    not fit the data's map).
+    """
+    recorded = ClassMap.load(path)
+    name_of = {dataset.label: dataset.name for dataset in sources}
+    by_name = [(name_of.get(label, label), pid) for label, pid in class_map.identities]
+    if recorded != class_map and recorded.identities != by_name:
+        raise ReIDError(
+            f"--resume: {path} records {recorded!r}, but the data give {class_map!r} (the "
+            "datasets changed, or the run predates telling two datasets of one loader "
+            "apart); start a new run folder."
+        )
+
+
 def check_config(config, data=None):
     """Check a config as :func:`train` does before writing, writing nothing.
 
@@ -341,7 +361,10 @@ def train(config, out, resume=False, data=None, make_model=None):
         barrier(strategy)
         if not chief:
             out = prepare_run_dir(out, config, resume=resume)
-        prepared.class_map.save(os.path.join(out, "classes.json"))
+        classes = os.path.join(out, "classes.json")
+        if resume and os.path.isfile(classes):
+            check_recorded_classes(classes, prepared.class_map, data.sources)
+        prepared.class_map.save(classes)
         validation = None
         if options.validate_every and data.validation is not None:
             validation = RankingValidation(

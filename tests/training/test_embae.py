@@ -116,7 +116,7 @@ def test_feature_batches_visit_every_image_once_per_epoch_as_a_random_view():
 
 def test_cam_nui_needs_camera_ids(caplog):
     def dataset(name, camids):
-        return SimpleNamespace(name=name, train=camera_table(name, camids))
+        return SimpleNamespace(name=name, label=name, train=camera_table(name, camids))
 
     data = SimpleNamespace(sources=[dataset("a", [0, 1])], target=dataset("nocams", [0, -1, -1]))
     with pytest.raises(ReIDError, match="cam_nui needs camera ids.*2 of the 3 nocams"):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from keras_reid.config import call_section
 from keras_reid.errors import ReIDError
-from keras_reid.training.training_data import load_spec
+from keras_reid.training.training_data import load_datasets
 
 logger = logging.getLogger("keras_reid.training")
 
@@ -111,7 +111,10 @@ def load_embae_data(sources, target):
     """The ``data`` section: ``sources`` (one spec or a list), ``target`` (one spec).
 
     A spec is ``"name[:root]"`` or ``{name, root, <parser options>}``, as in
-    :func:`keras_reid.training.training_data.load_training_data`.
+    :func:`keras_reid.training.training_data.load_training_data`. Two roots of
+    one loader are two datasets (:func:`~keras_reid.training.training_data.load_datasets`):
+    each has its own θ_nui group; one dataset twice, or a target that is a
+    source, is refused.
 
     Example:
         >>> data = load_embae_data(["dukemtmc:/data/DukeMTMC-reID"], "market1501:/data/market")
@@ -122,16 +125,7 @@ def load_embae_data(sources, target):
         raise ReIDError("data.sources is empty; give at least one labelled dataset, e.g. synth-a.")
     if not target:
         raise ReIDError("data.target is missing; give the unlabelled target dataset, e.g. synth-b.")
-    loaded = [load_spec(spec) for spec in sources]
-    names = [dataset.name for dataset in loaded]
-    if len(set(names)) != len(names):
-        raise ReIDError(f"data.sources names a dataset twice: {names}; give each once.")
-    target = load_spec(target)
-    if target.name in names:
-        raise ReIDError(
-            f"data.target {target.name} is also a source; the target is the unlabelled "
-            "dataset to adapt to, so give another one."
-        )
+    loaded, target, _ = load_datasets(sources, target, where="data.sources")
     return EmbAEData(loaded, target)
 
 
@@ -158,7 +152,7 @@ def runnable_variants(variants, data):
     if "cam_nui" not in variants:
         return variants
     missing = [
-        (dataset.name, int((dataset.train["camid"] < 0).sum()), len(dataset.train))
+        (dataset.label, int((dataset.train["camid"] < 0).sum()), len(dataset.train))
         for dataset in [*data.sources, data.target]
         if (dataset.train["camid"] < 0).any()
     ]

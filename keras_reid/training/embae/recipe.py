@@ -35,7 +35,7 @@ from keras_reid.training.embae.config import (
     runnable_variants,
     stage_options,
 )
-from keras_reid.training.embae.scoring import SCORES, score
+from keras_reid.training.embae.scoring import SCORES, cache_path, score
 from keras_reid.training.embae.stages import (
     finetune,
     finished_stage,
@@ -112,7 +112,7 @@ def stage1_model(plan, data, out, resume):
     if model is not None:
         logger.info(f"EmbAE stage 1: using the trained embedding {model_path}")
         return model
-    names = ", ".join(d.name for d in data.sources)
+    names = ", ".join(d.label for d in data.sources)
     logger.info(f"EmbAE stage 1: metric embedding on {names}")
     stage1_data = TrainingData(data.sources, data.target)
     return train_embedding(section, os.path.join(out, "embedding"), resume=resume, data=stage1_data)
@@ -164,13 +164,12 @@ def train_embae(config, out, resume=False):
 
     def cached(dataset, split, views="flip"):
         table = dataset.splits()[split]
-        suffix = "" if views == "flip" else f"_{views}"
-        path = os.path.join(cache_dir, f"{dataset.name}_{split}{suffix}.npz")
+        path = cache_path(cache_dir, dataset, split, views)
         return cached_trunk_features(
             stage1, table, path, cache_options.batch_size, options.verbose == 1, views
         ).features
 
-    sources = {d.name: (d.train, cached(d, "train")) for d in data.sources}
+    sources = {d.label: (d.train, cached(d, "train")) for d in data.sources}
     target = data.target
     target_train = cached(target, "train")
     # The test-time views scored: the image and its mirror (results.*), and
@@ -185,7 +184,7 @@ def train_embae(config, out, resume=False):
             scores = score(model, query, gallery, target.query, target.gallery)
             rows[views].append({"model": name, **scores})
         baseline = None if name == "baseline" else rows["flip"][0]
-        logger.info(f"EmbAE {name} on {target.name}: {brief_scores(rows['flip'][-1], baseline)}")
+        logger.info(f"EmbAE {name} on {target.label}: {brief_scores(rows['flip'][-1], baseline)}")
 
     def fresh(groups):
         model = build_embae_model(**sizes, groups=groups, **autoencoder)
@@ -218,7 +217,7 @@ def train_embae(config, out, resume=False):
         model = finished_stage(folder, resume, nui, keys, inference=options.export_inference)
         if model is None and variant == "bn_adapt":
             logger.info(
-                f"EmbAE control [bn_adapt] on {target.name}: the stage-1 head with its "
+                f"EmbAE control [bn_adapt] on {target.label}: the stage-1 head with its "
                 "BatchNorm statistics re-estimated on the target, nothing else trained"
             )
             model = fresh(1)
@@ -233,7 +232,7 @@ def train_embae(config, out, resume=False):
             save_stage(folder, model, nui, keys, export)
         add_row(variant, model)
 
-    title = f"EmbAE {' + '.join(sources)} -> {target.name}"
+    title = f"EmbAE {' + '.join(sources)} -> {target.label}"
     tables = {
         views: pd.DataFrame(found, columns=["model", *SCORES]) for views, found in rows.items()
     }

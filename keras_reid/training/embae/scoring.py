@@ -1,6 +1,7 @@
 """EmbAE's scores: z_id of cached features, the paper's Rank-1/mAP(-nd), the camera probe."""
 
 import os
+import re
 
 import keras
 import numpy as np
@@ -13,6 +14,17 @@ from keras_reid.reporting import SCORE_COLUMNS
 from keras_reid.training.embae.config import VARIANTS, load_embae_data
 
 SCORES = SCORE_COLUMNS
+
+
+def cache_path(folder, dataset, split, views="flip"):
+    """The feature cache file of a dataset's split in ``folder``: ``{label}_{split}[_{views}].npz``.
+
+    Characters of the label other than letters, digits, ``_``, ``.`` and
+    ``-`` (the ``:`` and ``/`` of ``market1501:A``) become ``_``.
+    """
+    name = re.sub(r"[^\w.-]", "_", dataset.label)
+    suffix = "" if views == "flip" else f"_{views}"
+    return os.path.join(folder, f"{name}_{split}{suffix}.npz")
 
 
 def embed(model, features, batch_size=4096):
@@ -68,19 +80,19 @@ def camera_probe(run, split="train", steps=1000):
         config = yaml.safe_load(stream) or {}
     target = call_section(load_embae_data, config, "data").target
     table = target.splits()[split]
-    cache_path = os.path.join(run, "cache", f"{target.name}_{split}.npz")
-    if not os.path.isfile(cache_path):
-        raise ReIDError(f"no feature cache {cache_path}; finish the run first (--resume).")
-    with np.load(cache_path) as cache:
+    cached = cache_path(os.path.join(run, "cache"), target, split)
+    if not os.path.isfile(cached):
+        raise ReIDError(f"no feature cache {cached}; finish the run first (--resume).")
+    with np.load(cached) as cache:
         paths, features = list(cache["paths"]), cache["features"]
     if paths != list(table["path"]):
         raise ReIDError(
-            f"{cache_path} lists other images than {target.name} {split}; the dataset "
+            f"{cached} lists other images than {target.label} {split}; the dataset "
             "changed since the run: run it again."
         )
     cameras = table["camid"].to_numpy()
     if (cameras < 0).any():
-        raise ReIDError(f"{target.name} {split} has images without camera ids; nothing to probe.")
+        raise ReIDError(f"{target.label} {split} has images without camera ids; nothing to probe.")
     pids = np.unique(table["pid"])
     held_out = np.random.default_rng(0).permutation(pids)[: len(pids) // 2]
     train = ~np.isin(table["pid"].to_numpy(), held_out)

@@ -31,9 +31,9 @@ logger = logging.getLogger("keras_reid.training")
 
 
 def group_keys(nui, tables):
-    """The θ_nui groups of ``tables`` (a dict dataset name -> table), in index order.
+    """The θ_nui groups of ``tables`` (a dict dataset label -> table), in index order.
 
-    "common": one group ``["common"]``; "dataset": the dataset names;
+    "common": one group ``["common"]``; "dataset": the dataset labels;
     "camera": ``[dataset, camid]`` pairs, by dataset then camera.
 
     Raises:
@@ -59,7 +59,7 @@ def group_keys(nui, tables):
 
 
 def group_indices(nui, name, table, keys):
-    """The group index of every row of ``table`` (dataset ``name``) under ``keys``: int32 [N]."""
+    """The group index of every row of ``table`` (labelled ``name``) under ``keys``: int32 [N]."""
     if nui == "common":
         return np.zeros(len(table), np.int32)
     if nui == "dataset":
@@ -78,7 +78,7 @@ def target_keys(nui, source_keys, target):
     """The θ_nui groups after fine-tuning: the sources' plus the target's new ones."""
     if nui == "common":
         return source_keys
-    return source_keys + group_keys(nui, {target.name: target.train})
+    return source_keys + group_keys(nui, {target.label: target.train})
 
 
 def feature_batches(features, groups, batch_size=128, seed=0):
@@ -228,9 +228,9 @@ def finetune(variant, pretrained, target, features, stages, options, folder, see
     source_model, source_keys = pretrained
     nui = VARIANT_NUI[variant]
     keys = target_keys(nui, source_keys, target)
-    groups = group_indices(nui, target.name, target.train, keys)
+    groups = group_indices(nui, target.label, target.train, keys)
     log = _new_log(folder)
-    heading = f"EmbAE stage 4 [{variant}] on {target.name} (unlabelled)"
+    heading = f"EmbAE stage 4 [{variant}] on {target.label} (unlabelled)"
     if variant in ("all", "fix_nui"):
         # A full copy: every variant starts from the same pre-trained weights.
         model = with_nuisance_groups(source_model, len(keys))

@@ -15,7 +15,7 @@ from keras_reid.training.optimizers import OPTIMIZERS
 from keras_reid.training.recipe import BATCH_KINDS, check_config
 from keras_reid.training.runner import TrainOptions
 from keras_reid.training.schedules import build_schedule
-from keras_reid.training.training_data import TrainingData, load_spec
+from keras_reid.training.training_data import TrainingData, load_datasets
 
 SECTIONS = ("data", "start", "pul", "finetune", "train")
 FINETUNE_SECTIONS = ("batches", "optimizer", "schedule", "train")
@@ -120,7 +120,9 @@ def load_pul_data(target, sources=None):
 
     A spec is ``"name[:root]"`` or ``{name, root, <parser options>}``, as in
     :func:`keras_reid.training.training_data.load_training_data`. The target's person
-    ids are not used in training, only to score on its query/gallery.
+    ids are not used in training, only to score on its query/gallery. A target
+    that is also a source, or one source twice, is refused
+    (:func:`~keras_reid.training.training_data.load_datasets`).
 
     Example:
         >>> data = load_pul_data("market1501:/data/market", ["dukemtmc:/data/duke"])
@@ -132,7 +134,8 @@ def load_pul_data(target, sources=None):
         )
     if isinstance(sources, (str, dict)):
         sources = [sources]
-    return PULData(load_spec(target), [load_spec(spec) for spec in sources or []])
+    sources, target, _ = load_datasets(sources or [], target, where="data.sources")
+    return PULData(target, sources)
 
 
 def check_finetune(config):

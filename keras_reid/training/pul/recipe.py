@@ -59,13 +59,13 @@ def train_pul(config, out, resume=False):
     if options.clusters > len(target.train):
         raise ReIDError(
             f"pul.clusters={options.clusters} is more than the {len(target.train)} "
-            f"{target.name} train images; use at most that many (about its identities)."
+            f"{target.label} train images; use at most that many (about its identities)."
         )
     check_run_dir(out, config, resume=resume)
     start, start_config = start_plan(config, data, run, out, resume)
     out = prepare_run_dir(out, config, resume=resume)
     if start is None:
-        logger.info("PUL: the start model on %s", ", ".join(d.name for d in data.sources))
+        logger.info("PUL: the start model on %s", ", ".join(d.label for d in data.sources))
         folder = os.path.join(out, "start")
         start = train(
             start_config,
@@ -75,10 +75,10 @@ def train_pul(config, out, resume=False):
         )
     labels_dir = os.path.join(out, "pseudo_labels")
     os.makedirs(labels_dir, exist_ok=True)
-    title = f"PUL -> {target.name}"
+    title = f"PUL -> {target.label}"
     rows = [score_row(start, target, "start", 0)]
     rows_ten = [score_row(start, target, "start", 0, tta="five-crop-flip")]
-    logger.info("PUL start model on %s: %s", target.name, brief_scores(rows[0]))
+    logger.info("PUL start model on %s: %s", target.label, brief_scores(rows[0]))
     current = start
     for t in range(1, options.iterations + 1):
         folder = os.path.join(out, f"iter_{t}")
@@ -132,7 +132,7 @@ def train_pul(config, out, resume=False):
             )
         rows.append(score_row(model, target, f"pul_{t}", t, threshold, table))
         rows_ten.append(score_row(model, target, f"pul_{t}", t, threshold, table, "five-crop-flip"))
-        logger.info("PUL iteration %d on %s: %s", t, target.name, brief_scores(rows[-1], rows[0]))
+        logger.info("PUL iteration %d on %s: %s", t, target.label, brief_scores(rows[-1], rows[0]))
         current = model
     # Written once, at the end: results.csv marks a finished run (table scripts skip it).
     results = results_frame(rows)

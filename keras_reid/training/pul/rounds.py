@@ -155,7 +155,7 @@ def pseudo_labels(model, target, options, t, seed, verbose):
 def reliable_dataset(target, table, t):
     """The reliable images of a pseudo-label table as a labelled dataset (pid = cluster)."""
     rows = table[table["selected"]]
-    name = f"{target.name}-pul{t}"
+    name = f"{target.label}-pul{t}"
     train_table = pd.DataFrame(
         {
             "path": rows["path"].to_numpy(),
