@@ -13,7 +13,7 @@ import numpy as np
 
 from keras_reid.data.dataset import parse_spec
 from keras_reid.errors import ReIDError
-from keras_reid.fileio import write_text
+from keras_reid.fileio import make_folder, write_text
 from keras_reid.inference import extract_features, non_finite_weights
 from keras_reid.metrics import (
     format_results,
@@ -266,7 +266,7 @@ def write_report(row, ranking, name, out, worst_first=True):
         out: the report folder (created if needed).
         worst_first: ranked lists show the queries with the lowest AP first.
     """
-    os.makedirs(out, exist_ok=True)
+    make_folder(out)
     write_text(os.path.join(out, "results.csv"), row.to_csv(index=False))
     write_text(os.path.join(out, "results.md"), format_results(row, markdown=True) + "\n")
     plot_cmc(
