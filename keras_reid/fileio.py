@@ -161,12 +161,17 @@ def read_text(path, what="file"):
     """The text of a UTF-8 file (a byte-order mark, as Excel writes, is dropped).
 
     Raises:
-        ReIDError: for a file that is not UTF-8, naming the first bad byte's line.
+        ReIDError: for a file that is not UTF-8, naming the first bad byte's line, or
+            one this user may not read.
     """
-    from keras_reid.errors import ReIDError
-
-    with open(path, "rb") as stream:
-        data = stream.read()
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read()
+    except PermissionError:
+        raise ReIDError(
+            f"{what} {path} cannot be read (permission denied); make it readable for this "
+            f"user (as its owner: chmod a+r {path}) or pass a copy you may read."
+        ) from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
