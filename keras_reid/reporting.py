@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from keras_reid.data.dataset import parse_spec
+from keras_reid.data.pipeline import IMAGE_ERRORS, explain_unreadable
 from keras_reid.errors import ReIDError
 from keras_reid.fileio import make_folder, write_text
 from keras_reid.inference import extract_features, non_finite_weights
@@ -227,10 +228,19 @@ def evaluate_model(
         check_model(model)
     if dataset.query.empty or dataset.gallery.empty:
         raise ReIDError(f"{dataset.name} has no query/gallery split to evaluate on.")
-    query, gallery = (
-        extract_features(model, table, batch_size=batch_size, tta=tta, progress=progress)
-        for table in (dataset.query, dataset.gallery)
-    )
+    splits = {"query": dataset.query, "gallery": dataset.gallery}
+    try:
+        query, gallery = (
+            extract_features(model, table, batch_size=batch_size, tta=tta, progress=progress)
+            for table in splits.values()
+        )
+    except ReIDError as error:
+        # The query's unreadable images stop the extraction before the gallery is read:
+        # name the gallery's too, so that one round of repairs is enough.
+        if not isinstance(error.__cause__, IMAGE_ERRORS):
+            raise
+        named = {f"{dataset.name}/{split}": table for split, table in splits.items()}
+        raise explain_unreadable(error.__cause__, named) from error.__cause__
     for features, split in ((query, "query"), (gallery, "gallery")):
         check_finite_features(features, f"model {model.name!r}", f"{dataset.name} {split} images")
     ranking = rank_protocol(
