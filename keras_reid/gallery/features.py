@@ -331,10 +331,10 @@ def _check_extraction(shards):
         by_shard[meta["shard"]] = path
     missing = sorted(set(range(first["num_shards"])) - set(by_shard))
     if missing:
-        ranges = [
-            "{}..{}".format(*shard_rows(first["rows"], first["batch_size"], i, first["num_shards"]))
-            for i in missing[:3]
+        cuts = [
+            shard_rows(first["rows"], first["batch_size"], i, first["num_shards"]) for i in missing
         ]
+        ranges = [f"{start}..{stop - 1}" for start, stop in cuts[:3]]
         raise ReIDError(
             f"{_describe(first)}: shard(s) {', '.join(map(str, missing))} of "
             f"{first['num_shards']} are missing (rows {', '.join(ranges)}"
