@@ -30,7 +30,12 @@ GALLERY = [
     "0003_c2s1_000501_01.jpg",
 ]
 TREE = {
-    "bounding_box_train": ["0004_c1s1_000101_01.jpg", "0004_c2s1_000102_01.jpg"],
+    "bounding_box_train": [
+        "0004_c1s1_000101_01.jpg",
+        "0004_c2s1_000102_01.jpg",
+        "0005_c1s1_000103_01.jpg",
+        "0005_c2s1_000104_01.jpg",
+    ],
     "query": ["0001_c1s1_000201_00.jpg", "0002_c1s1_000202_00.jpg"],
     "bounding_box_test": GALLERY,
 }
