@@ -27,7 +27,13 @@ import typing
 import yaml
 
 from keras_reid.errors import ReIDError
-from keras_reid.fileio import read_text, remove_stale_temporaries, write_text
+from keras_reid.fileio import (
+    check_folder_path,
+    make_folder,
+    read_text,
+    remove_stale_temporaries,
+    write_text,
+)
 
 
 class _Loader(yaml.SafeLoader):
@@ -237,6 +243,7 @@ def check_run_dir(path, config, resume=False):
     recorded = os.path.join(path, "config.yaml")
     if os.path.exists(path) and not os.path.isdir(path):
         raise ReIDError(f"run folder {path} exists and is not a folder; choose another --out.")
+    check_folder_path(path)
     if not (os.path.isdir(path) and _has_content(path)):
         return path
     if not resume:
@@ -273,6 +280,6 @@ def prepare_run_dir(path, config, resume=False):
     recorded = os.path.join(path, "config.yaml")
     if resume and os.path.isfile(recorded):
         return path
-    os.makedirs(path, exist_ok=True)
+    make_folder(path)
     write_text(recorded, yaml.safe_dump(config, sort_keys=False))
     return path

@@ -32,6 +32,7 @@ The graph is plain TensorFlow: loading it needs neither Keras nor keras_reid.
 """
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -58,6 +59,8 @@ WARMUP_FILE = "tf_serving_warmup_requests"
 SERVING_API_MISSING = "tensorflow-serving-api is not installed"
 # Batch sizes of the warm-up requests: a single image and a small batch.
 WARMUP_BATCHES = (1, 8)
+# TF Serving parses a version folder's name as an int64.
+MAX_VERSION = 2**63 - 1
 
 
 def decode_images(encoded, image_size):
@@ -135,6 +138,8 @@ def version_folder(out):
 
     VERSION is ASCII digits only: TF Serving parses it as an integer, and
     ``str.isdigit`` also accepts other scripts' digits (``"١"``) and ``"²"``.
+    TF Serving reads it as an int64 and skips a folder with a leading zero
+    (``01``), so those are refused too.
     """
     out = os.path.abspath(os.path.expanduser(os.fspath(out)))
     version = os.path.basename(out)
@@ -143,6 +148,12 @@ def version_folder(out):
         raise ReIDError(
             f"--out {out} is not a NAME/VERSION folder with VERSION in ASCII digits 0-9: TF "
             f"Serving serves only numbered version folders; use e.g. saved_models/my_model/1{onnx}."
+        )
+    if (version.startswith("0") and version != "0") or int(version) > MAX_VERSION:
+        raise ReIDError(
+            f"--out {out}: TF Serving reads version folders as int64 numbers without leading "
+            f"zeros and would not serve version {version!r}; use a VERSION from 0 to "
+            f"{MAX_VERSION} without leading zeros, e.g. saved_models/my_model/1."
         )
     if os.path.exists(out) and not os.path.isdir(out):
         raise ReIDError(f"{out} exists and is not a folder; choose another --out.")
@@ -290,10 +301,20 @@ def export_saved_model(model, out, tta=None, overwrite=False, groups_file=None, 
         # Without overwrite, the rename itself refuses a version that another
         # export put in place after the check above.
         install_folder(temporary, out, replace=overwrite)
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(temporary, ignore_errors=True)
+        if _disk_full(error):
+            # Named by the version folder, not by the temporary file TensorFlow was writing.
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), out) from error
         raise
     return out
+
+
+def _disk_full(error):
+    """Whether ``error``, an OSError or a TensorFlow error of a file write, is a full disk."""
+    if isinstance(error, OSError):
+        return error.errno == errno.ENOSPC
+    return isinstance(error, tf.errors.OpError) and os.strerror(errno.ENOSPC) in error.message
 
 
 def _serving_apis():

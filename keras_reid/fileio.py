@@ -7,6 +7,8 @@ import re
 import shutil
 import tempfile
 
+from keras_reid.errors import ReIDError
+
 
 def as_created(path):
     """Give a ``tempfile.mkstemp``/``mkdtemp`` path the mode a plain create would have.
@@ -74,10 +76,43 @@ def remove_stale_temporaries(folder, name=None, recursive=True):
     return removed
 
 
+def _not_a_folder(path):
+    """The first existing part of ``path`` (a parent or itself) that is not a folder, or None."""
+    parts = [os.path.abspath(os.fspath(path))]
+    while os.path.dirname(parts[-1]) != parts[-1]:
+        parts.append(os.path.dirname(parts[-1]))
+    for part in reversed(parts):
+        if not os.path.isdir(part):
+            return part if os.path.lexists(part) else None
+    return None
+
+
+def check_folder_path(path):
+    """ReIDError when a part of ``path`` (a parent, or ``path`` itself) is a file, not a folder.
+
+    ``os.makedirs`` says only "[Errno 17] File exists" or "Not a directory"
+    about the path it was given; this names the file in the way.
+    """
+    path = os.path.abspath(os.fspath(path))
+    blocker = _not_a_folder(path)
+    if blocker is None:
+        return
+    what = "a file, not a folder" if os.path.isfile(blocker) else "not a folder"
+    where = "" if blocker == path else f"cannot create the folder {path}: "
+    raise ReIDError(f"{where}{blocker} is {what}; choose another --out, or move it away.")
+
+
+def make_folder(path):
+    """Create the folder ``path`` and its parents (it may exist); see :func:`check_folder_path`."""
+    check_folder_path(path)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
 def temporary_folder(out):
     """A new hidden temporary folder beside ``out``, to install with :func:`install_folder`."""
-    parent = os.path.dirname(os.path.abspath(out))
-    os.makedirs(parent, exist_ok=True)
+    check_folder_path(out)  # names ``out`` in the message, not only its parent
+    parent = make_folder(os.path.dirname(os.path.abspath(out)))
     return as_created(tempfile.mkdtemp(prefix=temporary_prefix(out), dir=parent))
 
 
@@ -96,8 +131,7 @@ def atomic_output(path, suffix=""):
         ...     table.to_csv(tmp)
     """
     path = os.path.abspath(os.fspath(path))
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
+    folder = make_folder(os.path.dirname(path))
     handle, temporary = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=suffix, dir=folder)
     os.close(handle)
     as_created(temporary)
@@ -129,12 +163,16 @@ def read_text(path, what="file", fix="save it as UTF-8"):
 
     Raises:
         ReIDError: for a file that is not UTF-8, naming the first bad byte's
-            line, then ``fix`` (what to do).
+            line, then ``fix`` (what to do), or one this user may not read.
     """
-    from keras_reid.errors import ReIDError
-
-    with open(path, "rb") as stream:
-        data = stream.read()
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read()
+    except PermissionError:
+        raise ReIDError(
+            f"{what} {path} cannot be read (permission denied); make it readable for this "
+            f"user (as its owner: chmod a+r {path}) or pass a copy you may read."
+        ) from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:

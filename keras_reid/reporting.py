@@ -12,9 +12,10 @@ import keras
 import numpy as np
 
 from keras_reid.data.dataset import spec_labels
+from keras_reid.data.pipeline import IMAGE_ERRORS, explain_unreadable
 from keras_reid.environment import versions_line, with_versions
 from keras_reid.errors import ReIDError
-from keras_reid.fileio import write_text
+from keras_reid.fileio import make_folder, write_text
 from keras_reid.inference import extract_features, non_finite_weights
 from keras_reid.metrics import (
     format_results,
@@ -228,10 +229,19 @@ def evaluate_model(
         check_model(model)
     if dataset.query.empty or dataset.gallery.empty:
         raise ReIDError(f"{dataset.label} has no query/gallery split to evaluate on.")
-    query, gallery = (
-        extract_features(model, table, batch_size=batch_size, tta=tta, progress=progress)
-        for table in (dataset.query, dataset.gallery)
-    )
+    splits = {"query": dataset.query, "gallery": dataset.gallery}
+    try:
+        query, gallery = (
+            extract_features(model, table, batch_size=batch_size, tta=tta, progress=progress)
+            for table in splits.values()
+        )
+    except ReIDError as error:
+        # The query's unreadable images stop the extraction before the gallery is read:
+        # name the gallery's too, so that one round of repairs is enough.
+        if not isinstance(error.__cause__, IMAGE_ERRORS):
+            raise
+        named = {f"{dataset.label}/{split}": table for split, table in splits.items()}
+        raise explain_unreadable(error.__cause__, named) from error.__cause__
     for features, split in ((query, "query"), (gallery, "gallery")):
         check_finite_features(features, f"model {model.name!r}", f"{dataset.label} {split} images")
     ranking = rank_protocol(
@@ -267,7 +277,7 @@ def write_report(row, ranking, name, out, worst_first=True):
         out: the report folder (created if needed).
         worst_first: ranked lists show the queries with the lowest AP first.
     """
-    os.makedirs(out, exist_ok=True)
+    make_folder(out)
     write_results_files(row, out, "results", format_results(row, markdown=True) + "\n")
     plot_cmc(
         {

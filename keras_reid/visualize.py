@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from keras_reid.errors import ReIDError
-from keras_reid.fileio import atomic_output
+from keras_reid.fileio import atomic_output, make_folder
 
 PANEL_HEIGHT = 256
 GAP = 4
@@ -125,7 +125,7 @@ def write_attention_maps(model, paths, out, batch_size=32):
         )
     labels = _labels(model, maps.shape[1])
     written = []
-    os.makedirs(out, exist_ok=True)
+    make_folder(out)
     for image, levels, name in zip(images, maps, _names(paths), strict=True):
         strip = overlay_attention(image, levels, labels)
         encoded = cv2.imencode(".png", cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))[1]

@@ -766,12 +766,57 @@ def test_every_signature_refuses_inputs_of_another_shape(tmp_path):
             function(**feed, group=tf.zeros([3], tf.int32))
 
 
+def test_an_empty_batch_gives_empty_outputs_on_every_signature(tmp_path):
+    """A client's batch of 0 images gets [0, D] outputs, as from the ONNX export."""
+    groups = tmp_path / "groups.json"
+    groups.write_text(json.dumps({"nui": "dataset", "groups": ["a", "b"]}))
+    folders = {
+        "one group": export_saved_model(tiny_model(), tmp_path / "one" / "1", warmup=False),
+        "flip": export_saved_model(tiny_model(), tmp_path / "flip" / "1", "flip", warmup=False),
+        "two groups": export_saved_model(
+            grouped_model(groups=2),
+            tmp_path / "two" / "1",
+            tta="flip",
+            groups_file=groups,
+            warmup=False,
+        ),
+    }
+    # tiny_model: a 4-d embedding; grouped_model: 4-d embedding, 2-d nuisance.
+    expected = {
+        "one group": {"embedding": (0, 4)},
+        "flip": {"embedding": (0, 4)},
+        "two groups": {"embedding": (0, 4), "nuisance": (0, 2)},
+    }
+    for name, folder in folders.items():
+        signatures = tf.saved_model.load(folder).signatures
+        feeds = {
+            "serving_default": {"images": tf.zeros([0, 32, 16, 3], tf.uint8)},
+            "embed_encoded": {"encoded": tf.zeros([0], tf.string)},
+        }
+        for signature, feed in feeds.items():
+            if name == "two groups":
+                feed["group"] = tf.zeros([0], tf.int32)
+            outputs = signatures[signature](**feed)
+            shapes = {key: tuple(value.shape) for key, value in outputs.items()}
+            assert shapes == expected[name], (name, signature)
+            assert all(value.dtype == tf.float32 for value in outputs.values())
+
+
 def test_version_folders_are_ascii_numbers(tmp_path):
     # "١" (Arabic-Indic one) and "²" pass str.isdigit; TF Serving parses versions as int64.
     for version in ("١", "²", "1.0", "-1"):
         with pytest.raises(ReIDError, match="VERSION in ASCII digits 0-9"):
             version_folder(tmp_path / "emb" / version)
     assert version_folder(tmp_path / "emb" / "12") == str(tmp_path / "emb" / "12")
+
+
+def test_version_folders_tf_serving_would_skip_are_refused(tmp_path):
+    # TF Serving parses a version folder as an int64 and skips one with a leading zero.
+    for version in ("01", "00", "9223372036854775808", "99999999999999999999"):
+        with pytest.raises(ReIDError, match="without leading zeros and would not serve"):
+            version_folder(tmp_path / "emb" / version)
+    for version in ("0", "10", "9223372036854775807"):
+        assert version_folder(tmp_path / "emb" / version) == str(tmp_path / "emb" / version)
 
 
 def test_models_with_non_finite_weights_or_outputs_are_not_exported(tmp_path):

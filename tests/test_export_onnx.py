@@ -127,6 +127,7 @@ def test_a_tiny_model_with_flip_tta_and_shapes_onnxruntime_refuses(tmp_path):
     assert np.abs(l2(views[0]) - got).max() > 1e-3
     assert read_metadata(path)["tta"] == "flip"
     assert run(path, images=images[:1])["embedding"].shape == (1, 4)
+    assert run(path, images=images[:0])["embedding"].shape == (0, 4)
 
     onnx = session(path)
     for shape in ((1, 64, 32, 3), (2, 32, 16, 1), (32, 16, 3), (2, 32, 16, 3, 1)):
@@ -152,6 +153,8 @@ def test_a_multi_group_model_takes_group_and_refuses_bad_groups(tmp_path):
     embedding = model({"images": images, "group": group}, training=False)["embedding"]
     np.testing.assert_allclose(got["embedding"], l2(embedding.numpy()), atol=1e-5)
     assert [x.name for x in session(path).get_inputs()] == ["images", "group"]
+    empty = run(path, images=images[:0], group=group[:0])
+    assert (empty["embedding"].shape, empty["nuisance"].shape) == ((0, 4), (0, 2))
     meta = read_metadata(path)
     assert (meta["groups"], meta["groups_json"]) == (3, groups)
 

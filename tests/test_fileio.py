@@ -1,14 +1,17 @@
 """Atomic writes, folder installs and the clean-up of a killed writer's temporaries."""
 
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
+from keras_reid.errors import ReIDError
 from keras_reid.fileio import (
     atomic_output,
     install_folder,
+    make_folder,
     remove_stale_temporaries,
     temporary_folder,
     temporary_prefix,
@@ -75,3 +78,18 @@ def test_install_folder_without_replace_keeps_what_another_writer_put_there(tmp_
     third = temporary_folder(out)
     install_folder(third, out)  # replace=True: the explicit overwrite
     assert os.listdir(out) == []
+
+
+def test_make_folder_names_the_file_in_the_way(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a file")
+    with pytest.raises(ReIDError, match=re.escape(f"{notes} is a file, not a folder; choose")):
+        make_folder(notes)
+    for path in (notes / "sub", notes / "sub" / "deeper"):
+        expected = f"cannot create the folder {path}: {notes} is a file, not a folder; choose"
+        with pytest.raises(ReIDError, match=re.escape(expected)):
+            make_folder(path)
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
+    made = tmp_path / "a" / "b"
+    assert make_folder(made) == made and made.is_dir()
+    assert make_folder(made) == made  # an existing folder is fine

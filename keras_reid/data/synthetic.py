@@ -1569,8 +1569,7 @@ def generate(preset, out, seed=0, ids=None, size=(128, 64), overwrite=False, wor
             "SynthReID folder; overwrite=True only replaces those. Remove it yourself "
             "or choose another folder."
         )
-    parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
+    parent = os.path.dirname(out)  # temporary_folder creates it
     tasks = plan(spec, seed, ids)
     meta = _meta(spec, seed, ids, size)
     # Recorded, not compared: a folder rendered by other versions is still the

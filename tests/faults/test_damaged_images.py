@@ -137,7 +137,7 @@ def test_datasets_check_lists_every_damaged_file_with_its_reason(
     assert_one_line(err, "datasets", message(everything, where, "listed above"))
 
 
-def test_evaluate_names_the_damaged_query_images(damaged_market, tmp_path):
+def test_evaluate_names_the_damaged_query_and_gallery_images(damaged_market, tmp_path):
     from keras_reid.models import build_embedding_model
 
     root, expected, prefix = damaged_market
@@ -147,7 +147,9 @@ def test_evaluate_names_the_damaged_query_images(damaged_market, tmp_path):
     args = ["evaluate", str(model), "--data", f"market1501:{root}", "--out", str(out)]
     code, _, err = keras_reid(prefix, args, "pipe", tmp_path)
     assert code == 2
-    assert_one_line(err, "evaluate", message(expected["query"], "market1501"))
+    # The query's bad images stop the extraction; the gallery's are named too.
+    bad, where = expected["query"] + expected["gallery"], "market1501/query, market1501/gallery"
+    assert_one_line(err, "evaluate", message(bad, where))
     assert not out.exists() or not os.listdir(out)
 
 
