@@ -14,6 +14,7 @@ import sys
 import threading
 
 from keras_reid._quiet import NoiseFilter
+from keras_reid.environment import PrintVersions
 
 EXIT_USAGE = 2
 
@@ -370,20 +371,6 @@ def cmd_export(args):
         )
 
 
-class _PrintVersions(argparse.Action):
-    """``--version``: the libraries that compute results (TensorFlow is imported only here)."""
-
-    def __init__(self, option_strings, dest, help=None):
-        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from keras_reid.environment import versions_line
-
-        print(versions_line())
-        parser.exit()
-
-
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-reid",
@@ -392,7 +379,7 @@ def build_parser():
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument(
         "--version",
-        action=_PrintVersions,
+        action=PrintVersions,
         help="print the versions of keras-reid and of the libraries behind its numbers, then exit",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

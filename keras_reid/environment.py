@@ -9,7 +9,9 @@ cache is keyed by the renderer's (:func:`renderer_versions`).
 constraints.txt pins the versions behind the README's figures.
 """
 
+import argparse
 import importlib.metadata
+import os
 import platform
 
 # The distributions that may provide a module (the first one installed is named).
@@ -111,3 +113,15 @@ def with_versions(frame):
     for name, version in library_versions().items():
         frame[name] = version
     return frame[[c for c in frame.columns if c not in VERSION_COLUMNS] + list(VERSION_COLUMNS)]
+
+
+class PrintVersions(argparse.Action):
+    """``keras-reid --version``: :func:`versions_line`, then exit (imports TensorFlow only then)."""
+
+    def __init__(self, option_strings, dest, help=None):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        print(versions_line())
+        parser.exit()
