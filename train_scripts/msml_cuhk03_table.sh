@@ -16,19 +16,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/run_queue.sh"
-if [[ $# -ne 3 ]]; then
-    echo "usage: $0 RUNS CUHK03_ROOT MOBILENET_WEIGHTS" >&2
-    exit 2
-fi
-runs=$1
-root=$(cd "$2" 2>/dev/null && pwd) || { echo "$0: error: no folder $2; give the folder holding CUHK03's train/ and val/." >&2; exit 2; }
-weights=$3
-if [[ ! -f $weights ]]; then
-    echo "$0: error: no MobileNet weight file at $weights; give the ImageNet no-top .h5 file (alpha 0.25)." >&2
-    exit 2
-fi
-weights=$(cd "$(dirname "$weights")" && pwd)/$(basename "$weights")
-paths=("data.train=[cuhk03_folders:$root]" "model.weights=$weights")
+check_cuhk03_arguments "$0" "$@"
 seeds="0 1 2"
 run_queue msml "$runs" msml_cuhk03_ "cls tri quad trihard msml" "$seeds" "${paths[@]}"
 run_queue msml "$runs/long" msml_cuhk03_long_ "trihard msml" "$seeds" "${paths[@]}"

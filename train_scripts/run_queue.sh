@@ -46,3 +46,27 @@ check_table_arguments() {
         exit 2
     fi
 }
+
+# The arguments of a CUHK03 table script, "$0" "$@": exactly RUNS, a CUHK03_ROOT
+# folder (train/ and val/) and an existing MOBILENET_WEIGHTS file, else a usage
+# line or a one-line error (exit 2). Sets runs, root (absolute) and paths, the
+# overrides that point a config at both.
+check_cuhk03_arguments() {
+    local script=$1 weights
+    shift
+    if [[ $# -ne 3 ]]; then
+        echo "usage: $script RUNS CUHK03_ROOT MOBILENET_WEIGHTS" >&2
+        exit 2
+    fi
+    runs=$1
+    root=$(cd "$2" 2>/dev/null && pwd) || {
+        echo "$script: error: no folder $2; give the folder holding CUHK03's train/ and val/." >&2
+        exit 2
+    }
+    if [[ ! -f $3 ]]; then
+        echo "$script: error: no MobileNet weight file at $3; give the ImageNet no-top .h5 file (alpha 0.25)." >&2
+        exit 2
+    fi
+    weights=$(cd "$(dirname "$3")" && pwd)/$(basename "$3")
+    paths=("data.train=[cuhk03_folders:$root]" "model.weights=$weights")
+}

@@ -13,20 +13,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/run_queue.sh"
-if [[ $# -ne 3 ]]; then
-    echo "usage: $0 RUNS CUHK03_ROOT MOBILENET_WEIGHTS" >&2
-    exit 2
-fi
-runs=$1
-root=$(cd "$2" 2>/dev/null && pwd) || { echo "$0: error: no folder $2; give the folder holding CUHK03's train/ and val/." >&2; exit 2; }
-weights=$3
-if [[ ! -f $weights ]]; then
-    echo "$0: error: no MobileNet weight file at $weights; give the ImageNet no-top .h5 file (alpha 0.25)." >&2
-    exit 2
-fi
-weights=$(cd "$(dirname "$weights")" && pwd)/$(basename "$weights")
+check_cuhk03_arguments "$0" "$@"
 rows="8_full 6_soft_dil_sac_multi 4_soft_dil_multi 5_soft_quad_dil_multi 1_soft 3_soft_quad 3t_soft_triplet"
-run_queue sal "$runs" sal_cuhk03_ "$rows" "0 1 2" \
-    "data.train=[cuhk03_folders:$root]" "model.weights=$weights"
+run_queue sal "$runs" sal_cuhk03_ "$rows" "0 1 2" "${paths[@]}"
 python "$here/../evaluation/sal_table.py" "$runs"/*_s? --data "cuhk03_folders:$root" --both \
     --out "$runs/table.md"
