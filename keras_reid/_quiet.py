@@ -62,6 +62,11 @@ NOISE = re.compile(
     # The second line of a multi-worker start-up notice ("Waiting for 1/2 tasks
     # to connect." / "Example stragglers:"): a task's name alone.
     rb"|/job:\w+/replica:\d+/task:\d+\r?\n?$"
+    # The rest of a barrier's notice ("Barrier(...) has passed with status:
+    # DEADLINE_EXCEEDED ..."): keras_reid names the timeout in its own line.
+    rb"|# of tasks that reached the barrier: \d+/\d+\.\r?\n?$"
+    rb"|The first task at the barrier: /job:\S+ Some timed out task names:\r?\n?$"
+    rb"| \[type\.googleapis\.com/tensorflow\.[^\n]*BarrierError="  # its payloads, any order
     rb"|WARNING: All log messages before absl::InitializeLog"
     rb"|To enable the following instructions: )"
 )

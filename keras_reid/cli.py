@@ -203,7 +203,7 @@ def cmd_train(args):
 
     from keras_reid.config import load_config
     from keras_reid.training import RECIPES
-    from keras_reid.training.distribute import start_multi_worker
+    from keras_reid.training.distribute import finish_multi_worker, start_multi_worker
 
     recipe = RECIPES.get(args.recipe)
     overrides = list(args.overrides)
@@ -223,7 +223,8 @@ def cmd_train(args):
         from keras_reid.reporting import results_markdown
 
         print(results_markdown(result), flush=True)
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out}", flush=True)
+    finish_multi_worker()  # every worker ends together: the chief hosts TensorFlow's coordination
 
 
 def cmd_evaluate(args):

@@ -10,6 +10,13 @@ NOISE = [
     b"to connect.\n",
     b"I0000 00:00:1796099613.113375   29833 coordination_service.cc:505] Example stragglers:\n",
     b"/job:worker/replica:0/task:1\n",
+    # The tail of a multi-line notice of a barrier that timed out, its first line an I line.
+    b"# of tasks that reached the barrier: 1/2.\n",
+    b"The first task at the barrier: /job:worker/replica:0/task:0. Some timed out task names:\n",
+    b" [type.googleapis.com/tensorflow.BarrierError='\\n\\x0ekeras_reid_end'] "
+    b"[type.googleapis.com/tensorflow.CoordinationServiceError='']\n",
+    b" [type.googleapis.com/tensorflow.CoordinationServiceError=''] "
+    b"[type.googleapis.com/tensorflow.BarrierError='\\n\\x0ekeras_reid_end']\n",
 ]
 KEPT = [
     b"keras-reid train: error: TF_CONFIG is not valid JSON (...)\n",
@@ -17,6 +24,10 @@ KEPT = [
     b"multi-worker training: task worker 0 of 2, 2 replicas in all\n",
     b"the chief is /job:worker/replica:0/task:0\n",
     b"Epoch 1/2\r12/12 - 3s\n",
+    b"# of identities: 12/751.\n",
+    b"The first task at the barrier was late\n",
+    b"BarrierError: a line of another program\n",
+    b" [type.googleapis.com/tensorflow.CoordinationServiceError='']\n",
 ]
 
 

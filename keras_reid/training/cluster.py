@@ -8,7 +8,9 @@ its own address (so that its peers, waiting the same way, can see it) and
 connects to each peer's address until every one has answered, for at most
 ``peer_timeout`` seconds. TensorFlow's wait then only meets workers that are
 already up, and SIGTERM and SIGINT stop the run as Ctrl-C does, before, during
-and after it (:func:`stop_on_signals`, :func:`stop_or_lost_peer`).
+and after it (:func:`stop_on_signals`, :func:`stop_or_lost_peer`). At the end,
+the task that hosts TensorFlow's coordination service waits for the others to
+be gone (:func:`wait_for_peers_to_leave`).
 """
 
 import contextlib
@@ -162,3 +164,29 @@ def wait_for_peers(me, peers, timeout):
         f"train.peer_timeout={timeout:g} s: {absent}; start the same command there (with "
         "that task in TF_CONFIG), check the addresses, or raise train.peer_timeout."
     )
+
+
+def wait_for_peers_to_leave(peers, timeout):
+    """Return once no peer accepts a connection at its address; ReIDError after ``timeout``.
+
+    A task's address answers while its process runs (TensorFlow's server holds
+    the port), so this is how the task that hosts the coordination service
+    sees the others end before it ends itself.
+
+    Args:
+        peers: ``[(name, address)]`` of the other tasks.
+        timeout: seconds to wait at most (``train.peer_timeout``).
+    """
+    running = dict(peers)
+    deadline = time.monotonic() + timeout
+    while True:
+        running = {peer: where for peer, where in running.items() if _answer(where, _PROBE) is None}
+        if not running or time.monotonic() >= deadline:
+            break
+        time.sleep(_PAUSE)
+    if running:
+        still = ", ".join(f"{peer} at {where}" for peer, where in running.items())
+        raise ReIDError(
+            f"the run is written, but {still} still ran train.peer_timeout={timeout:g} s after "
+            "every worker had reached its end; stop it there (nothing of the run is lost)."
+        )

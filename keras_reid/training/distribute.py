@@ -7,9 +7,11 @@ signals are :mod:`keras_reid.training.cluster`'s); where each worker writes (:fu
 and what Keras 3's ``fit`` lacks for it: reductions it can take
 (``_MultiWorkerStrategy``), BatchNorm statistics kept equal across workers
 (:class:`SyncStatistics`), a barrier and a check that resumed workers agree
-on the step. The runner and the recipe use them.
+on the step. The runner and the recipe use them; the CLI ends a run with
+:func:`finish_multi_worker`.
 """
 
+import gc
 import inspect
 import json
 import logging
@@ -18,10 +20,17 @@ from dataclasses import dataclass
 
 import keras
 import tensorflow as tf
+from tensorflow.python.eager import context  # its barrier: TensorFlow has no public one
 
 from keras_reid.data.pipeline import pk_batches
 from keras_reid.errors import ReIDError
-from keras_reid.training.cluster import PEER_TIMEOUT, split_address, stop_on_signals, wait_for_peers
+from keras_reid.training.cluster import (
+    PEER_TIMEOUT,
+    split_address,
+    stop_on_signals,
+    wait_for_peers,
+    wait_for_peers_to_leave,
+)
 
 logger = logging.getLogger("keras_reid.training")
 
@@ -140,7 +149,7 @@ class _MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
         return tf.nest.map_structure(one, value)
 
 
-_MULTI_WORKER = []  # the process's one strategy: TensorFlow allows one collective set-up
+_MULTI_WORKER = []  # the process's one (task, strategy, peer_timeout): one collective set-up
 
 
 def check_peer_timeout(value):
@@ -165,7 +174,7 @@ def multi_worker_strategy(peer_timeout=PEER_TIMEOUT):
     TensorFlow op runs, so the strategy is made once per process (later calls
     return it) and must come first: :func:`runtime` makes it before anything
     else, and the CLI before it reads data. A script of its own should call
-    this at its top.
+    this at its top, and :func:`finish_multi_worker` at its end.
     """
     task = worker_task()
     if not _MULTI_WORKER:
@@ -181,7 +190,7 @@ def multi_worker_strategy(peer_timeout=PEER_TIMEOUT):
                 "multi_worker_strategy() at the top of the script."
             ) from None
         stop_on_signals()  # TensorFlow's coordination service took SIGTERM over
-        _MULTI_WORKER.append((task, strategy))
+        _MULTI_WORKER.append((task, strategy, peer_timeout))
         logger.info(
             "multi-worker training: task %s %d of %d, %d replicas in all",
             task.type,
@@ -190,6 +199,44 @@ def multi_worker_strategy(peer_timeout=PEER_TIMEOUT):
             strategy.num_replicas_in_sync,
         )
     return _MULTI_WORKER[0][1]
+
+
+def finish_multi_worker():
+    """End a multi-worker run on every worker together, once its files are written.
+
+    TensorFlow's coordination service runs in the chief's process (worker 0
+    when there is no "chief" task), and every other worker sends it heartbeats
+    until its own process ends: a chief that ended first left them logging
+    TensorFlow's failed heartbeat after a run that succeeded. So every worker
+    waits here for all the others (the coordination service's barrier); then
+    the chief waits until the others' addresses no longer answer (their
+    processes have ended), and ends promptly itself. Each wait lasts at most
+    ``train.peer_timeout`` seconds, then a one-line ReIDError. Does nothing in
+    a process that made no multi-worker strategy. Call it once, last, after a
+    run that succeeded: the CLI does; a script of its own should too.
+    """
+    if not _MULTI_WORKER:
+        return
+    task, _, timeout = _MULTI_WORKER[0]
+    try:
+        context.context().wait_at_barrier("keras_reid_end", int(timeout * 1000))
+    except tf.errors.DeadlineExceededError:
+        raise ReIDError(
+            "the run is written, but the other workers of this multi-worker run did not reach "
+            f"its end within train.peer_timeout={timeout:g} s of this one; look at their output."
+        ) from None
+    except tf.errors.OpError as error:
+        reason = (error.message or type(error).__name__).strip().splitlines()[0]
+        raise ReIDError(
+            "the run is written, but another worker of this multi-worker run stopped or can no "
+            f"longer be reached at its end ({reason}); look at the other workers' output."
+        ) from None
+    if task.is_chief:
+        wait_for_peers_to_leave(task.peers, timeout)
+        # Python's last garbage collection at exit walks every TensorFlow object
+        # (seconds), while the service, still up, counts the departed workers'
+        # missing heartbeats: past its timeout it would log them as crashed.
+        gc.freeze()
 
 
 def start_multi_worker(config, train="train"):

@@ -57,7 +57,9 @@ class TrainOptions:
             :func:`run_folder`); each replica gets whole P*K groups.
         peer_timeout: seconds a multi-worker run waits for every other worker
             of ``TF_CONFIG`` to answer at its address before it stops, naming
-            those that did not (default 300; see :func:`multi_worker_strategy`).
+            those that did not (default 300; see :func:`multi_worker_strategy`);
+            at the end, the longest the workers wait for each other to finish
+            (see :func:`~keras_reid.training.distribute.finish_multi_worker`).
         mixed_precision: compute in float16 on a GPU (bfloat16 on a CPU).
         backup_steps: steps between resumable backups inside an epoch (None:
             at epoch ends only; see :class:`~keras_reid.training.state.RunState`).

@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from collections import Counter
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -18,18 +19,20 @@ import yaml
 from console import finish, run, start
 
 from keras_reid.errors import ReIDError
+from keras_reid.training.cluster import wait_for_peers_to_leave
 from keras_reid.training.distribute import worker_task
 
 P, K, EPOCHS = 4, 2, 2
+INJECT = str(Path(__file__).resolve().parents[1] / "faults" / "inject")  # its sitecustomize.py
 
 # A worker: the strategy first (as the CLI makes it), then the shared training
 # path with a batch-hard loss that appends the labels each replica's loss
 # receives, one line per step, to RECORD-<replica>.txt; at the end the model's
-# and the optimizer's variables go to WEIGHTS.
+# and the optimizer's variables go to WEIGHTS, and the workers end together.
 WORKER = textwrap.dedent(
     """
     import sys
-    from keras_reid.training.distribute import multi_worker_strategy
+    from keras_reid.training.distribute import finish_multi_worker, multi_worker_strategy
 
     multi_worker_strategy()
     import numpy as np
@@ -59,6 +62,7 @@ WORKER = textwrap.dedent(
         model = train(yaml.safe_load(stream), out)
     values = [np.asarray(v) for v in (*model.variables, *model.optimizer.variables)]
     np.savez(weights, *values)
+    finish_multi_worker()
     """
 )
 
@@ -256,12 +260,27 @@ def test_the_console_script_refuses_a_bad_tf_config_in_one_line(tiny_synth, tmp_
 
 
 def test_two_console_scripts_train_one_model(tiny_synth, tmp_path):
-    """The user's way: the same ``keras-reid train`` on each worker, only TF_CONFIG differs."""
+    """The user's way: the same ``keras-reid train`` on each worker, only TF_CONFIG differs.
+
+    Worker 1 lingers 12 s at its exit, as a slower machine would. Worker 0 hosts TensorFlow's
+    coordination service: it once exited first, and worker 1 then logged TensorFlow's failed
+    heartbeat (an E line) after a successful run; now each worker's stderr is its one line."""
     config, out = cli_config(tiny_synth, tmp_path), tmp_path / "run"
     ports = free_ports(2)
     args = ["train", "msml", "--config", config, "--out", out, "--distribute", "multi_worker"]
+    linger = {
+        "PYTHONPATH": os.pathsep.join(filter(None, [INJECT, os.environ.get("PYTHONPATH")])),
+        "KERAS_REID_LINGER_AT_EXIT": "12",
+    }
     workers = [
-        start(args, env={"TF_CONFIG": tf_config(ports, index), "CUDA_VISIBLE_DEVICES": ""})
+        start(
+            args,
+            env={
+                "TF_CONFIG": tf_config(ports, index),
+                "CUDA_VISIBLE_DEVICES": "",
+                **(linger if index == 1 else {}),
+            },
+        )
         for index in range(2)
     ]
     try:
@@ -279,6 +298,21 @@ def test_two_console_scripts_train_one_model(tiny_synth, tmp_path):
     chief = keras.models.load_model(out / "model.keras").get_weights()
     other = keras.models.load_model(out / "workers" / "1" / "model.keras").get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(chief, other, strict=True))
+
+
+def test_the_chief_waits_for_the_others_to_end_at_most_peer_timeout():
+    """A peer whose address still answers is named once the bound has passed; an ended one
+    (its port closed) is not waited for."""
+    (ended,) = free_ports(1)
+    with socket.create_server(("localhost", 0)) as running:
+        port = running.getsockname()[1]
+        peers = [("worker 1", f"localhost:{port}"), ("worker 2", f"localhost:{ended}")]
+        with pytest.raises(ReIDError) as raised:
+            wait_for_peers_to_leave(peers, 0.5)
+    message = str(raised.value)
+    assert f"worker 1 at localhost:{port} still ran train.peer_timeout=0.5 s" in message, message
+    assert "worker 2" not in message and "\n" not in message, message
+    assert wait_for_peers_to_leave(peers, 0.5) is None  # both ports closed now
 
 
 def one_error_line(err):
