@@ -6,6 +6,7 @@ import os
 import re
 
 import cv2
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -169,7 +170,12 @@ def test_registry_generates_once_into_the_cache(tmp_path, monkeypatch):
     assert {"synth-a", "synth-b", "synth-c", "synth-d"} <= set(DATASETS.names())
     monkeypatch.setenv("KERAS_REID_HOME", str(tmp_path))
     data = load_dataset("synth-b", ids=IDS, size=SIZE)
-    root = tmp_path / "synthreid" / "synth-b-seed0-ids12-64x32"
+    # Keyed by the renderer: opencv-<its build of cv2's version>-numpy-<version>.
+    (renderer,) = os.listdir(tmp_path / "synthreid")
+    assert renderer.startswith(f"opencv-{cv2.__version__}") and renderer.endswith(
+        f"-numpy-{np.__version__}"
+    )
+    root = tmp_path / "synthreid" / renderer / "synth-b-seed0-ids12-64x32"
     assert synthetic.read_meta(root)["preset"] == "synth-b"
     assert data.name == "synth-b" and set(data.query.dataset) == {"synth-b"}
     assert data.train.path[0].startswith(str(root))
