@@ -64,6 +64,21 @@ def cpu_description():
     return f"{model} ({widest})" if widest else model
 
 
+def onednn_enabled():
+    """Whether TensorFlow runs its oneDNN CPU kernels in this process.
+
+    TensorFlow decides by processor unless ``TF_ENABLE_ONEDNN_OPTS`` says (off on
+    an AMD EPYC without AVX-512, on on many Intel CPUs); the two give other
+    floating-point results, and only oneDNN has a CPU gradient for grouped
+    convolutions.
+    """
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:  # a TensorFlow without it
+        return False
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 def renderer_versions():
     """The versions that decide SynthReID's pixels: OpenCV (drawing, resizing, JPEG) and numpy.
 
@@ -97,7 +112,7 @@ def library_versions():
         "tensorflow": _installed("tensorflow", lambda: tf.__version__),
         "keras": keras.__version__,
         **renderer_versions(),
-        "cpu": cpu_description(),
+        "cpu": f"{cpu_description()}, oneDNN {'on' if onednn_enabled() else 'off'}",
     }
 
 

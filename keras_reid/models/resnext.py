@@ -12,12 +12,13 @@ convolution ResNet-50 (an issue #11 decision).
 
 Written here with plain Keras layers (the grouped convolution is
 ``Conv2D(groups=32)``, as :class:`GroupedConv2D` so a CPU trains it
-at TensorFlow's speed), in torchvision's layout: stride in the 3x3 convolution,
+without XLA), in torchvision's layout: stride in the 3x3 convolution,
 symmetric zero padding, no convolution biases.
 """
 
 import keras
 
+from keras_reid.environment import onednn_enabled
 from keras_reid.models.backbones import (
     RESNET50_STAGES,
     TrunkParts,
@@ -41,6 +42,13 @@ class GroupedConv2D(keras.layers.Conv2D):
     configuration and weights as ``Conv2D(groups=...)``; other backends use
     Keras' own convolution.
 
+    TensorFlow's grouped kernel has a CPU gradient only through oneDNN, which
+    TensorFlow turns on by default on some processors and not on others (off
+    on an AMD EPYC without AVX-512, where the gradient fails with "Gradients
+    for grouped convolutions are not supported on CPU"). Without oneDNN the
+    layer convolves each group on its own and concatenates the results: the
+    same values and gradients, slower.
+
     Example:
         >>> conv = GroupedConv2D(128, 3, groups=32, padding="same", use_bias=False)
     """
@@ -50,13 +58,19 @@ class GroupedConv2D(keras.layers.Conv2D):
             return super().convolution_op(inputs, kernel)
         import tensorflow as tf
 
-        return tf.nn.convolution(
-            inputs,
-            kernel,
-            strides=self.strides,
-            padding=self.padding.upper(),
-            dilations=self.dilation_rate,
+        options = {
+            "strides": self.strides,
+            "padding": self.padding.upper(),
+            "dilations": self.dilation_rate,
+        }
+        if onednn_enabled() or tf.config.list_logical_devices("GPU"):
+            return tf.nn.convolution(inputs, kernel, **options)
+        parts = zip(
+            tf.split(inputs, self.groups, axis=-1),
+            tf.split(kernel, self.groups, axis=-1),
+            strict=True,
         )
+        return tf.concat([tf.nn.convolution(x, k, **options) for x, k in parts], axis=-1)
 
 
 CARDINALITY = 32

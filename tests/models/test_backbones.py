@@ -11,7 +11,7 @@ import pytest
 from helpers import set_bn_statistics
 
 from keras_reid.errors import ReIDError
-from keras_reid.models import BACKBONES, build_backbone
+from keras_reid.models import BACKBONES, build_backbone, resnext
 from keras_reid.models.resnext import GroupedConv2D
 
 from .backbone_checks import (
@@ -46,7 +46,16 @@ def test_every_registered_trunk_is_checked_here():
     assert sorted(TRUNKS) == BACKBONES.names()
 
 
-@pytest.mark.parametrize("name", sorted(TRUNKS))
+# ResNeXt-50 builds in ~20 s: its grouped convolution is checked on its own below,
+# and its stages under -m slow.
+BIG = {"resnext50"}
+
+
+def trunk_params(names):
+    return [pytest.param(n, marks=pytest.mark.slow) if n in BIG else n for n in names]
+
+
+@pytest.mark.parametrize("name", trunk_params(sorted(TRUNKS)))
 def test_stages_last_stride_and_round_trip(name, tmp_path):
     options, channels = TRUNKS[name]
     expected = shapes(channels)
@@ -58,7 +67,9 @@ def test_stages_last_stride_and_round_trip(name, tmp_path):
     check_round_trip(trunk, tmp_path, SIZE)
 
 
-@pytest.mark.parametrize("name", ["mobilenet", "resnet50", "bn_inception", "resnext50"])
+@pytest.mark.parametrize(
+    "name", trunk_params(["mobilenet", "resnet50", "bn_inception", "resnext50"])
+)
 def test_dilated_stages_keep_the_resolution(name, tmp_path):
     # SAL's setting: stage4 and stage5 dilated by 2 and 4, everything from stage3 at 8x4.
     options, channels = TRUNKS[name]
@@ -216,9 +227,15 @@ def test_bn_inception_block_widths_follow_the_paper():
     assert {layer.kernel_size for layer in convs[1:]} == {(1, 1), (3, 3)}
 
 
+@pytest.mark.parametrize("per_group", [False, True], ids=["default", "per_group"])
 @pytest.mark.parametrize("strides,rate", [(1, 1), (2, 1), (1, 2)])
-def test_grouped_conv_computes_what_keras_conv2d_with_groups_does(strides, rate):
-    # The reference is Keras' own Conv2D(groups=...), values and gradients.
+def test_grouped_conv_computes_what_keras_conv2d_with_groups_does(
+    strides, rate, per_group, monkeypatch
+):
+    # The reference is Keras' own Conv2D(groups=...), values and gradients;
+    # per_group forces the path taken where TensorFlow runs without oneDNN.
+    if per_group:
+        monkeypatch.setattr(resnext, "onednn_enabled", lambda: False)
     x = np.random.default_rng(0).normal(size=(2, 9, 7, 64)).astype("float32")
     options = {"strides": strides, "dilation_rate": rate, "groups": 32, "padding": "same"}
     if strides > 1:
