@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import TINY_TRUNK, assert_records_versions
 
 from keras_reid.data.market1501 import read_market_layout
 from keras_reid.errors import ReIDError
@@ -31,6 +32,9 @@ from keras_reid.training.embae import (
     StageOptions as Stage,
 )
 
+# Its module fixtures train or save whole runs: one worker makes them once.
+pytestmark = pytest.mark.xdist_group("embae")
+
 FEATURES = 32
 
 
@@ -43,7 +47,7 @@ def tiny_config(roots, **sections):
         "data": {"sources": [spec(roots, "synth-a")], "target": spec(roots, "synth-b")},
         "embedding": {
             # small_convnet: the SynthReID configs' trunk, and quick to trace.
-            "model": {"backbone": "small_convnet", "input_shape": [64, 32, 3], "embedding_dim": 16},
+            "model": {**TINY_TRUNK, "input_shape": [64, 32, 3], "embedding_dim": 16},
             "batches": {"p": 4, "k": 2},
             "schedule": {"base_lr": 1.0e-3, "decay_start_epoch": 1, "decay_end_epoch": 2},
             "train": {"epochs": 1, "verbose": 0, "checkpoint_every": 1},
@@ -205,8 +209,10 @@ def test_tiny_run_of_every_variant(run, tiny_synth):
     assert list(results.columns) == ["model", "rank1", "rank1_nd", "mAP", "mAP_nd"]
     assert list(results.model) == ["baseline", *VARIANTS]
     assert results[["rank1", "rank1_nd", "mAP", "mAP_nd"]].apply(np.isfinite).all().all()
-    pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), results)
+    written = pd.read_csv(out / "results.csv")
     markdown = (out / "results.md").read_text()
+    pd.testing.assert_frame_equal(written[list(results.columns)], results)
+    assert_records_versions(written, markdown)
     assert re.search(r"\| cam_nui \| \d\.\d{3} \([+-]\d\.\d{3}\)", markdown)
     assert (out / "results.png").stat().st_size > 0
     assert (out / "embedding" / "model.keras").is_file()
@@ -344,7 +350,7 @@ def test_a_checkpoint_of_another_size_is_refused(run, tiny_synth, tmp_path):
     config = tiny_config(tiny_synth)
     config["embedding"]["model"] = {"alpha": 0.5, "input_shape": [96, 48, 3]}  # MobileNet
     config["embedding"]["model_path"] = str(first / "embedding" / "model.keras")
-    with pytest.raises(ReIDError, match=r"input \(64, 32, 3\) and 256 .* \(96, 48, 3\) and 512"):
+    with pytest.raises(ReIDError, match=r"input \(64, 32, 3\) and 16 .* \(96, 48, 3\) and 512"):
         train_embae(config, str(tmp_path / "run"))
 
 
