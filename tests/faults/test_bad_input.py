@@ -13,12 +13,13 @@ import sys
 import pytest
 import yaml
 from console import finish, run, start
+from helpers import TINY_TRUNK
 
 from tests.faults.damage import unprivileged
 from tests.faults.filesystems import tmpfs
 
 TINY_TRAIN = {
-    "model": {"alpha": 0.25, "input_shape": [64, 32, 3], "embedding_dim": 16},
+    "model": {**TINY_TRUNK, "input_shape": [64, 32, 3], "embedding_dim": 16},
     "batches": {"p": 4, "k": 2},
     "schedule": {"base_lr": 1e-3, "decay_start_epoch": 1, "decay_end_epoch": 2},
     "train": {"epochs": 1, "verbose": 0},
@@ -94,6 +95,7 @@ def synth_args(out, seed=0):
     ]
 
 
+@pytest.mark.slow
 def test_concurrent_synth_runs_never_replace_each_other(tmp_path):
     out = tmp_path / "synth"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -21,6 +21,7 @@ import sys
 
 import pytest
 import yaml
+from helpers import TINY_TRUNK
 
 from keras_reid.data import load_dataset
 from keras_reid.data.dataset import make_table
@@ -58,6 +59,8 @@ BAD = {
     },
 }
 SPLITS = {"bounding_box_train": "train", "query": "query", "bounding_box_test": "gallery"}
+
+TINY_MODEL = {**TINY_TRUNK, "input_shape": (64, 32, 3), "embedding_dim": 8}
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +145,7 @@ def test_evaluate_names_the_damaged_query_and_gallery_images(damaged_market, tmp
 
     root, expected, prefix = damaged_market
     model = tmp_path / "tiny.keras"
-    build_embedding_model(alpha=0.25, input_shape=(64, 32, 3), embedding_dim=8).save(model)
+    build_embedding_model(**TINY_MODEL).save(model)
     out = tmp_path / "report"
     args = ["evaluate", str(model), "--data", f"market1501:{root}", "--out", str(out)]
     code, _, err = keras_reid(prefix, args, "pipe", tmp_path)
@@ -157,7 +160,7 @@ def test_train_names_the_damaged_training_images(damaged_market, tmp_path):
     root, expected, prefix = damaged_market
     config = {
         "data": {"train": [f"market1501:{root}"]},
-        "model": {"alpha": 0.25, "input_shape": [64, 32, 3], "embedding_dim": 8},
+        "model": {**TINY_TRUNK, "input_shape": [64, 32, 3], "embedding_dim": 8},
         "losses": {"embedding": {"name": "batch_hard", "margin": "soft"}},
         "batches": {"p": 2, "k": 2},
         "schedule": {"base_lr": 1e-3, "decay_start_epoch": 1, "decay_end_epoch": 2},
@@ -217,9 +220,7 @@ def extractor():
     from keras_reid import FeatureExtractor
     from keras_reid.models import build_embedding_model
 
-    return FeatureExtractor(
-        build_embedding_model(alpha=0.25, input_shape=(64, 32, 3), embedding_dim=8)
-    )
+    return FeatureExtractor(build_embedding_model(**TINY_MODEL))
 
 
 @pytest.mark.parametrize("kind", [kind for kind in DAMAGE if kind != "missing"])
@@ -248,7 +249,7 @@ def test_embae_feature_cache_names_damaged_files_and_writes_nothing(tmp_path):
     from keras_reid.models import build_embedding_model
     from keras_reid.training.feature_cache import cached_trunk_features
 
-    model = build_embedding_model(alpha=0.25, input_shape=(64, 32, 3), embedding_dim=8)
+    model = build_embedding_model(**TINY_MODEL)
     write_image(str(tmp_path / "a.jpg"), 32, 16)
     bad = damage(tmp_path / "b.jpg", "truncated_jpeg")
     table = make_table([(str(tmp_path / "a.jpg"), 1, 0), (bad, 2, 0)], "toy")

@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 from console import finish, run, start
+from helpers import TINY_TRUNK
 
 from keras_reid.training.embedding import train_embedding
 from tests.faults.damage import FILE_DAMAGE, damage_file
@@ -32,7 +33,7 @@ EPOCHS, STEPS, BACKUP_STEPS = 3, 12, 5
 def tiny_config(root):
     return {
         "data": {"train": [{"name": "synth-a", "root": str(root), "ids": 12, "size": [64, 32]}]},
-        "model": {"alpha": 0.25, "input_shape": [64, 32, 3], "embedding_dim": 16},
+        "model": {**TINY_TRUNK, "input_shape": [64, 32, 3], "embedding_dim": 16},
         "batches": {"p": 4, "k": 2},
         "schedule": {"base_lr": 1e-3, "decay_start_epoch": 1, "decay_end_epoch": 3},
         "train": {
@@ -95,7 +96,15 @@ KILLS = {
 }
 
 
-@pytest.mark.parametrize("moment", list(KILLS))
+# Two moments in the default suite; the other three under -m slow (each a write
+# that the same atomic writer makes, at another file).
+FAST_KILLS = ("mid-epoch", "during a checkpoint")
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [m if m in FAST_KILLS else pytest.param(m, marks=pytest.mark.slow) for m in KILLS],
+)
 def test_a_killed_run_resumes_to_the_uninterrupted_weights(setting, tmp_path, moment):
     config, reference, reference_log = setting
     out = tmp_path / "run"
@@ -158,7 +167,10 @@ def assert_resumed_like_the_uninterrupted_run(out, reference, reference_log):
     assert leftovers(out) == []
 
 
-@pytest.mark.parametrize("kind", FILE_DAMAGE)
+@pytest.mark.parametrize(
+    "kind",
+    [k if k == "truncated" else pytest.param(k, marks=pytest.mark.slow) for k in FILE_DAMAGE],
+)
 def test_a_damaged_newest_backup_resumes_from_the_one_before(setting, backed_up, tmp_path, kind):
     config, reference, reference_log = setting
     out, newest, previous = copy_run(backed_up, tmp_path)
@@ -250,17 +262,21 @@ def test_a_damaged_model_of_a_finished_run_is_named_in_one_line(setting, tmp_pat
 
 
 @pytest.fixture
-def tiny_disk(tmp_path):
-    """A 12 MB tmpfs (a full disk on demand); skipped where mounting is not allowed."""
-    with tmpfs(tmp_path / "disk", "size=12m", "a small tmpfs") as mount:
+def tiny_disk(setting, tmp_path):
+    """A tmpfs that holds one backup and not two (a full disk on demand).
+
+    Skipped where mounting is not allowed.
+    """
+    backup = (setting[0].parent / "reference" / "model.keras").stat().st_size  # with its optimizer
+    with tmpfs(tmp_path / "disk", f"size={backup * 8 // 5 // 1024}k", "a small tmpfs") as mount:
         yield mount
 
 
 def test_a_full_disk_stops_with_one_line_and_resumes_after(setting, tiny_disk):
     config, reference, _ = setting
     out = tiny_disk / "run"
-    # A backup is 6.4 MB: the first fits, the second does not fit beside it (the
-    # first is deleted only once the second is whole).
+    # The first backup fits, the second does not fit beside it (the first is
+    # deleted only once the second is whole).
     code, _, err = run(train_args(config, out))
     assert code == 2
     [line] = err.strip().splitlines()
@@ -276,6 +292,7 @@ def test_a_full_disk_stops_with_one_line_and_resumes_after(setting, tiny_disk):
     assert os.listdir(out / "checkpoints") != []
 
 
+@pytest.mark.slow
 def test_a_killed_mirrored_run_of_the_shared_path_resumes(tiny_synth, tmp_path):
     """``--distribute mirrored --resume`` on the shared path (MSML's recipe).
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from helpers import TINY_TRUNK
 
 from keras_reid.errors import ReIDError
 from keras_reid.training.embedding import train_embedding
@@ -20,7 +21,7 @@ from tests import console
 def tiny_config(root, epochs=1, **train):
     return {
         "data": {"train": [{"name": "synth-a", "root": root, "ids": 12, "size": [64, 32]}]},
-        "model": {"alpha": 0.25, "input_shape": [64, 32, 3], "embedding_dim": 16},
+        "model": {**TINY_TRUNK, "input_shape": [64, 32, 3], "embedding_dim": 16},
         "losses": {"embedding": {"name": "batch_hard", "margin": "soft"}},
         "batches": {"p": 4, "k": 2},
         "schedule": {"base_lr": 1e-3, "decay_start_epoch": 1, "decay_end_epoch": 2},

@@ -402,6 +402,7 @@ def test_sigterm_and_sigint_stop_a_worker_waiting_for_its_peers(tiny_synth, tmp_
         assert not runs[signum][2].exists()
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_training_worker_and_the_other_in_one_line_each(tiny_synth, tmp_path):
     """SIGTERM to worker 1 mid-training (it once went unheard): worker 1 stops, and worker 0,
     its collective ops aborted, names the way back instead of a traceback."""

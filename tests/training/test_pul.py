@@ -8,11 +8,15 @@ import pandas as pd
 import pytest
 import yaml
 from console import run
+from helpers import TINY_TRUNK
 
 from keras_reid.errors import ReIDError
 from keras_reid.layers.classification import ClassificationHead
 from keras_reid.models import build_model
 from keras_reid.training.pul import PULOptions, cluster_and_select, copy_weights, pul_model
+
+# Its module fixtures train or save whole runs: one worker makes them once.
+pytestmark = pytest.mark.xdist_group("pul")
 
 # Three tight groups around the axes e1, e2, e3, and two outliers:
 # 9 between e1 and e2 (nearer e1), 10 between e2 and e3 (nearer e2).
@@ -130,7 +134,7 @@ def pul_config(roots, **pul):
             "train": {
                 "model": {
                     "name": "trinet",
-                    "backbone": "small_convnet",
+                    **TINY_TRUNK,
                     "input_shape": [64, 32, 3],
                     "embedding_dim": 16,
                 },

@@ -107,6 +107,7 @@ def test_two_stages_write_both_runs_and_the_final_model(uninterrupted):
     }
 
 
+@pytest.mark.slow
 def test_killed_in_stage_2_resumes_there_to_the_uninterrupted_weights(uninterrupted, tmp_path):
     config, reference = uninterrupted
     out = tmp_path / "run"

@@ -12,10 +12,11 @@ import os
 
 import yaml
 from console import finish, start
+from helpers import TINY_TRUNK
 
 from tests.data.fixtures import write_tree
 
-SMALL = {"backbone": "small_convnet", "input_shape": [64, 32, 3], "embedding_dim": 16}
+SMALL = {**TINY_TRUNK, "input_shape": [64, 32, 3], "embedding_dim": 16}
 TRAIN = {
     "model": SMALL,
     "batches": {"p": 2, "k": 2},
