@@ -132,6 +132,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_weights(setting, tmp_path, mo
     assert leftovers(out) == []
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_says_so_and_does_nothing(setting, tmp_path):
     config, _, _ = setting
     out = tmp_path / "run"
@@ -272,6 +273,7 @@ def tiny_disk(setting, tmp_path):
         yield mount
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_with_one_line_and_resumes_after(setting, tiny_disk):
     config, reference, _ = setting
     out = tiny_disk / "run"

@@ -128,6 +128,7 @@ def test_evaluate_counts_and_names_the_damaged_images_of_query_and_gallery(setti
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_an_out_under_a_file_is_named_by_every_command_that_writes(setting, tmp_path):
     blocker = tmp_path / "notes.txt"
     blocker.write_text("a file, not a folder")

@@ -321,6 +321,7 @@ def one_error_line(err):
     return lines[0]
 
 
+@pytest.mark.slow
 def test_a_lone_worker_stops_at_train_peer_timeout_and_bad_clusters_at_once(tiny_synth, tmp_path):
     """Three workers in TF_CONFIG, only worker 0 started: one line naming workers 1 and 2 once
     train.peer_timeout has passed (it once waited silently for ever). A P that three workers

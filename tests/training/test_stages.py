@@ -89,6 +89,7 @@ def max_change(a, b):
     return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b, strict=True))
 
 
+@pytest.mark.slow
 def test_two_stages_write_both_runs_and_the_final_model(uninterrupted):
     config, out = uninterrupted
     for stage in ("stage1", "stage2"):

@@ -10,6 +10,7 @@ on tiny trees in Market-1501's layout and in the folder loader's.
 import json
 import os
 
+import pytest
 import yaml
 from console import finish, start
 from helpers import TINY_TRUNK
@@ -166,6 +167,7 @@ def test_two_roots_of_one_loader_are_two_datasets_in_classes_groups_and_summarie
     assert (tmp_path / "old" / "model.keras").is_file()
 
 
+@pytest.mark.slow
 def test_a_dataset_given_twice_as_its_own_target_or_resumed_merged_is_refused_with_one_line(
     tmp_path, tiny_synth
 ):
