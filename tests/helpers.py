@@ -10,6 +10,13 @@ import numpy as np
 TINY_TRUNK = {"backbone": "small_convnet", "backbone_options": {"widths": [8, 16]}}
 
 
+def slow_except(values, kept):
+    """Parametrize ``values``, each outside ``kept`` marked slow (run with ``-m slow``)."""
+    import pytest
+
+    return [v if v in kept else pytest.param(v, marks=pytest.mark.slow) for v in values]
+
+
 def grouped_model(groups):
     """An EmbAE-like inference model: embedding = Dense(mean RGB), nuisance =
     GroupedDense(mean RGB, group) with ``groups`` weight sets; 32x16 images."""

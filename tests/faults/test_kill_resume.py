@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 from console import finish, run, start
-from helpers import TINY_TRUNK
+from helpers import TINY_TRUNK, slow_except
 
 from keras_reid.training.embedding import train_embedding
 from tests.faults.damage import FILE_DAMAGE, damage_file
@@ -98,13 +98,7 @@ KILLS = {
 
 # Two moments in the default suite; the other three under -m slow (each a write
 # that the same atomic writer makes, at another file).
-FAST_KILLS = ("mid-epoch", "during a checkpoint")
-
-
-@pytest.mark.parametrize(
-    "moment",
-    [m if m in FAST_KILLS else pytest.param(m, marks=pytest.mark.slow) for m in KILLS],
-)
+@pytest.mark.parametrize("moment", slow_except(KILLS, ("mid-epoch", "during a checkpoint")))
 def test_a_killed_run_resumes_to_the_uninterrupted_weights(setting, tmp_path, moment):
     config, reference, reference_log = setting
     out = tmp_path / "run"
@@ -168,10 +162,7 @@ def assert_resumed_like_the_uninterrupted_run(out, reference, reference_log):
     assert leftovers(out) == []
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [k if k == "truncated" else pytest.param(k, marks=pytest.mark.slow) for k in FILE_DAMAGE],
-)
+@pytest.mark.parametrize("kind", slow_except(FILE_DAMAGE, ("truncated",)))
 def test_a_damaged_newest_backup_resumes_from_the_one_before(setting, backed_up, tmp_path, kind):
     config, reference, reference_log = setting
     out, newest, previous = copy_run(backed_up, tmp_path)

@@ -8,7 +8,7 @@ resolution of the stage before it.
 import keras
 import numpy as np
 import pytest
-from helpers import set_bn_statistics
+from helpers import set_bn_statistics, slow_except
 
 from keras_reid.errors import ReIDError
 from keras_reid.models import BACKBONES, build_backbone, resnext
@@ -49,14 +49,10 @@ def test_every_registered_trunk_is_checked_here():
 # ResNet-50 and ResNeXt-50 build in ~20 s each: their stages are checked under
 # -m slow (ResNeXt's grouped convolution on its own below, ResNet-50's ImageNet
 # layout by its weight-file test).
-BIG = {"resnet50", "resnext50"}
+SMALL_TRUNKS = ("mobilenet", "bn_inception", "small_convnet")
 
 
-def trunk_params(names):
-    return [pytest.param(n, marks=pytest.mark.slow) if n in BIG else n for n in names]
-
-
-@pytest.mark.parametrize("name", trunk_params(sorted(TRUNKS)))
+@pytest.mark.parametrize("name", slow_except(sorted(TRUNKS), SMALL_TRUNKS))
 def test_stages_last_stride_and_round_trip(name, tmp_path):
     options, channels = TRUNKS[name]
     expected = shapes(channels)
@@ -69,7 +65,7 @@ def test_stages_last_stride_and_round_trip(name, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", trunk_params(["mobilenet", "resnet50", "bn_inception", "resnext50"])
+    "name", slow_except(["mobilenet", "resnet50", "bn_inception", "resnext50"], SMALL_TRUNKS)
 )
 def test_dilated_stages_keep_the_resolution(name, tmp_path):
     # SAL's setting: stage4 and stage5 dilated by 2 and 4, everything from stage3 at 8x4.
