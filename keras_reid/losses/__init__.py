@@ -15,7 +15,11 @@ from keras_reid.losses.batch_stats import (
     MeanPositiveDistance,
 )
 from keras_reid.losses.classification import SoftmaxCrossEntropy
-from keras_reid.losses.cross_domain import CrossDomainTripletLoss, DomainCrossEntropy
+from keras_reid.losses.cross_domain import (
+    CrossDomainTripletLoss,
+    DomainAccuracy,
+    DomainCrossEntropy,
+)
 from keras_reid.losses.distance import pairwise_distances
 from keras_reid.losses.msml import MarginSampleMiningLoss
 from keras_reid.losses.quadruplet import QuadrupletLoss
@@ -58,6 +62,7 @@ __all__ = [
     "ActiveTripletFraction",
     "BatchHardTripletLoss",
     "CrossDomainTripletLoss",
+    "DomainAccuracy",
     "DomainCrossEntropy",
     "MarginSampleMiningLoss",
     "MeanNegativeDistance",

@@ -192,3 +192,40 @@ class DomainCrossEntropy(ReIDLoss):
 
     def get_config(self):
         return {**super().get_config(), "from_logits": self.from_logits}
+
+
+@keras.saving.register_keras_serializable(package="keras_reid")
+class DomainAccuracy(keras.metrics.Metric):
+    """How often a domain classifier tells the image's domain: the fraction it gets right.
+
+    The metric beside :class:`DomainCrossEntropy`, with the same contract: a
+    label >= 0 is a source image (domain 0), -1 a target image (domain 1);
+    ``y_pred`` is one logit per image (``from_logits=False``: a probability),
+    and a logit above 0 says "target". Averaged over every image of the
+    epoch's batches. Near 0.5 (with balanced batches) the classifier can no
+    longer tell the domains apart, which is what the gradient reversal aims
+    for; near 1 the features still carry the domain.
+
+    Example:
+        >>> model.compile(..., metrics={"domain": [DomainAccuracy()]})
+    """
+
+    def __init__(self, from_logits=True, name="accuracy", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.from_logits = bool(from_logits)
+        self.correct = self.add_variable(shape=(), initializer="zeros", name="correct")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        target = ops.less(flatten_pids(y_true), 0)
+        values = ops.reshape(ops.cast(y_pred, self.dtype), (-1,))
+        said_target = ops.greater(values, 0.0 if self.from_logits else 0.5)
+        right = ops.cast(ops.equal(said_target, target), self.dtype)
+        self.correct.assign_add(ops.sum(right))
+        self.count.assign_add(ops.cast(ops.shape(right)[0], self.dtype))
+
+    def result(self):
+        return ops.divide_no_nan(self.correct, self.count)
+
+    def get_config(self):
+        return {**super().get_config(), "from_logits": self.from_logits}

@@ -63,6 +63,7 @@ from keras_reid.inference import model_image_size
 from keras_reid.layers.gradient_reversal import reversal_layers
 from keras_reid.losses import (
     ActiveTripletFraction,
+    DomainAccuracy,
     DomainCrossEntropy,
     MeanNegativeDistance,
     MeanPositiveDistance,
@@ -153,6 +154,8 @@ def build_losses(config, output_names):
         weights[output] = float(weight)
         if hasattr(losses[output], "margin"):  # a triplet-family loss on an embedding
             metrics[output] = triplet_metrics(losses[output].margin)
+        elif isinstance(losses[output], DomainCrossEntropy):  # logged as <output>_accuracy
+            metrics[output] = [DomainAccuracy(losses[output].from_logits)]
     untrained = [o for o in output_names if o not in losses and o not in INFERENCE_OUTPUTS]
     if untrained:
         raise ReIDError(

@@ -74,7 +74,9 @@ def load_datasets(sources, target=None, val=None, where="data.train"):
     the sources and a target that is also a source (the same images, whatever
     the loader or the spelling of the root), and labels them with
     :func:`~keras_reid.data.dataset.label_apart`. The validation dataset may be
-    a source or the target (it then shares its label).
+    a source or the target (it then shares its label). A target's person ids,
+    where its train split has them, are not used by any recipe: that is
+    logged once, here.
 
     Args:
         sources: a list of specs, the labelled sources.
@@ -110,7 +112,17 @@ def load_datasets(sources, target=None, val=None, where="data.train"):
             )
     loaded = label_apart(loaded, [root for _, root, _ in parts])
     rest = iter(loaded[count:])
-    return loaded[:count], next(rest) if target else None, next(rest) if val else None
+    target = next(rest) if target else None
+    if target is not None:
+        labelled = int((target.train["pid"] >= 0).sum())
+        if labelled:
+            logger.info(
+                "data.target %s: the person ids of its %d labelled train images are ignored "
+                "(the target domain is trained without labels).",
+                target.label,
+                labelled,
+            )
+    return loaded[:count], target, next(rest) if val else None
 
 
 def load_training_data(train, val=None, target=None):
@@ -119,7 +131,8 @@ def load_training_data(train, val=None, target=None):
     A spec is ``"name[:root]"`` (``$VARS`` and ``~`` expanded in root) or a
     mapping ``{name, root, <parser options>}``. ``target`` is the unlabelled
     target domain of ``cross_domain`` batches (DIEN): only its train images are
-    used, and its person ids, if the dataset has them, are ignored (logged).
+    used, and its person ids, if the dataset has them, are ignored (logged by
+    :func:`load_datasets`).
     """
     if isinstance(train, (str, dict)):
         train = [train]
@@ -131,14 +144,4 @@ def load_training_data(train, val=None, target=None):
             "to one target domain."
         )
     sources, target, val = load_datasets(train, target, val)
-    data = TrainingData(sources, val, target)
-    if data.target is not None:
-        labelled = int((data.target.train["pid"] >= 0).sum())
-        if labelled:
-            logger.info(
-                "data.target %s: the person ids of its %d labelled train images are ignored "
-                "(the target domain is trained without labels).",
-                data.target.label,
-                labelled,
-            )
-    return data
+    return TrainingData(sources, val, target)

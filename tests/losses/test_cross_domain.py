@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from keras_reid.losses import CrossDomainTripletLoss
+from keras_reid.losses import CrossDomainTripletLoss, DomainAccuracy
 
 
 def cross_domain_reference(pids, embeddings, margin, lam, reduction="mean", tl=False):
@@ -94,3 +94,14 @@ def test_target_image_is_a_negative_of_every_labelled_anchor():
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         CrossDomainTripletLoss(**kwargs)
+
+
+def test_domain_accuracy_counts_right_calls_over_the_epochs_batches():
+    metric = DomainAccuracy()
+    # Source rows (pid >= 0) are right below 0, target rows (-1) above it.
+    metric.update_state(np.array([3, 5, -1, -1]), np.array([[-2.0], [0.5], [1.0], [-0.1]]))
+    metric.update_state(np.array([0, -1]), np.array([[-1.0], [3.0]]))
+    assert float(metric.result()) == pytest.approx(4 / 6)  # right: 3, -1(1.0), 0, -1(3.0)
+    probabilities = DomainAccuracy(from_logits=False)
+    probabilities.update_state(np.array([1, -1]), np.array([0.4, 0.6]))
+    assert float(probabilities.result()) == 1.0

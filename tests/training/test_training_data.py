@@ -153,6 +153,10 @@ def test_two_roots_of_one_loader_are_two_datasets_in_classes_groups_and_summarie
     ]
     classes = json.loads((tmp_path / "r" / "classes.json").read_text())
     assert classes == {"num_classes": 11, "classes": expected}
+    # EmbAE's target C is labelled (pids 3 and 4, two images each): used without its
+    # labels, and said once.
+    said = "data.target market1501:C: the person ids of its 4 labelled train images are ignored"
+    assert results["embae"][2].count(said) == 1, results["embae"][2]
     # EmbAE: stage 1 trains on A and B's 7 people; θ_nui has a group per root.
     stage1 = json.loads((tmp_path / "e" / "embedding" / "classes.json").read_text())
     assert stage1 == {"num_classes": 7, "classes": expected[:7]}
