@@ -71,6 +71,16 @@ SAL_CLAIMS = (
     ("Soft+Quad", "Quad"),
     ("Soft+Quad", "Soft+Triplet"),
 )
+# The controls that separate our setting from DIEN's method (not the paper's
+# claims): the paper's summed CCCDTL, Ganin's ramped reversal, the trunk at
+# another rate, and Base on the cross-domain batches the other rows train on.
+DIEN_CONTROLS = (
+    ("+CCCDTL(sum)+DC", "+CCCDTL+DC"),
+    ("+CCCDTL+DC(ramp)", "+CCCDTL+DC"),
+    ("+CCCDTL+DC (trunk lr 0.001)", "+CCCDTL+DC"),
+    ("Base (cross-domain batches)", "Base"),
+    ("+CCCDTL+DC", "Base (cross-domain batches)"),
+)
 # DIEN's Table I rows in dien_labels' names, and its claims (Sec. IV-B):
 # CCCDTL beats TL beats Base, DC helps, CCCDTL and DC add up, RTDA helps.
 DIEN_ORDER = (
@@ -80,6 +90,7 @@ DIEN_ORDER = (
     "+DC",
     "+CCCDTL+DC",
     *(f"+CCCDTL+DC+RTDA(T={t})" for t in range(1, 6)),
+    *(better for better, _ in DIEN_CONTROLS[:4]),
 )
 DIEN_CLAIMS = (
     ("+TL", "Base"),
@@ -90,6 +101,13 @@ DIEN_CLAIMS = (
     ("+CCCDTL+DC+RTDA(T=3)", "+CCCDTL+DC"),
 )
 DIEN_SCORES = ("rank1", "rank5", "rank10", "mAP")
+# The trunk's rates of DIEN's rows: the paper's (1e-4, its ResNet50 configs) and
+# that of every row we tabled (1e-2; dien_synth_base.yaml says why). A row at
+# another rate (a control) says so in its setting.
+DIEN_TRUNK_LRS = (1e-4, 1e-2)
+# What a DIEN row's log.csv tells at its last epoch: whether the domain
+# classifier still tells the domains apart (loss ln 2 and accuracy 0.5: no longer).
+DIEN_LOG_COLUMNS = ("domain_loss", "domain_accuracy")
 SCORES_FILE = "scores.csv"
 TABLE_SCORES = {
     "mAP": "mAP",
@@ -185,6 +203,13 @@ def dien_labels(config):
     (source anchors and the centering term), +DC (a domain loss), +RTDA(T=n)
     (``model.attention_loops``). The trunk names the source too, e.g.
     ``"mobilenet-0.25 128x64 from synth-a"``.
+
+    The controls (:data:`DIEN_CONTROLS`) are marked where they depart from
+    the rows they control: ``+CCCDTL(sum)`` (the paper's summed triplet term),
+    ``+DC(ramp)`` (``train.reversal_ramp``), ``Base (cross-domain batches)``
+    (the identity classifier alone on the other rows' batches) and
+    `` (trunk lr X)`` when the trunk's rate (``schedule.base_lr`` times
+    ``optimizer.lr_multipliers.trunk``) is none of :data:`DIEN_TRUNK_LRS`.
     """
     from keras_reid.data.dataset import spec_labels
 
@@ -192,20 +217,30 @@ def dien_labels(config):
     losses = list((config.get("losses") or {}).values())
     # In Table I's order, whatever the order of the losses section.
     parts = [
-        "+TL" if spec.get("target_anchors") else "+CCCDTL"
+        ("+TL" if spec.get("target_anchors") else "+CCCDTL")
+        + ("(sum)" if spec.get("triplet_reduction") == "sum" else "")
         for spec in losses
         if spec.get("name") == "cross_domain"
     ]
     if any(spec.get("name") == "domain" for spec in losses):
-        parts.append("+DC")
+        parts.append("+DC" + ("(ramp)" if (config.get("train") or {}).get("reversal_ramp") else ""))
     if model.get("attention_loops"):
         parts.append(f"+RTDA(T={model['attention_loops']})")
+    setting = "".join(parts)
+    if not setting:
+        cross = (config.get("batches") or {}).get("kind") == "cross_domain"
+        setting = "Base (cross-domain batches)" if cross else "Base"
+    schedule, optimizer = config.get("schedule") or {}, config.get("optimizer") or {}
+    if "base_lr" in schedule:
+        rate = schedule["base_lr"] * (optimizer.get("lr_multipliers") or {}).get("trunk", 1.0)
+        if not np.isclose(rate, DIEN_TRUNK_LRS, rtol=1e-6, atol=0.0).any():
+            setting += f" (trunk lr {rate:g})"
     train = (config.get("data") or {}).get("train") or []
     train = [train] if isinstance(train, (str, dict)) else train
     # The source names the transfer: Base trains without a target.
     trunk = run_labels({"model": model})[0] + " from " + "+".join(spec_labels(train))
     seed = int((config.get("train") or {}).get("seed", 0))
-    return trunk, "".join(parts) or "Base", seed
+    return trunk, setting, seed
 
 
 def _spec_key(spec):
@@ -426,14 +461,73 @@ def differences_table(frame, pairs, scores=("rank1", "mAP"), confidence=0.95):
     return "\n".join(lines) + "\n"
 
 
-def comparison_report(frame, order=METHOD_ORDER, claims=MSML_ORDERINGS, scores=("mAP", "rank1")):
-    """The table of :func:`method_table` and the claims of :func:`differences_table`, as text."""
-    return (
+def final_log_values(runs, columns, labels=run_labels):
+    """Each run's ``columns`` at its last epoch (its ``log.csv``), labelled as the scores.
+
+    Returns:
+        a DataFrame: run, trunk, method, seed and the columns (NaN where a
+        run's log has no such column, e.g. a domain loss in a row without one,
+        or where a run has no log.csv, which is logged as a warning).
+    """
+    import pandas as pd
+
+    rows = []
+    for run in runs:
+        trunk, method, seed = labels(_read_config(run))
+        path = os.path.join(run, "log.csv")
+        log = pd.read_csv(path) if os.path.isfile(path) else pd.DataFrame()
+        if log.empty:
+            logger.warning("%s: no training log (log.csv) to read; its row shows –.", run)
+        last = log.iloc[-1] if len(log) else pd.Series(dtype=float)
+        values = {column: float(last.get(column, np.nan)) for column in columns}
+        rows.append({"run": run, "trunk": trunk, "method": method, "seed": seed, **values})
+    return pd.DataFrame(rows)
+
+
+def log_table(frame, columns, order=METHOD_ORDER):
+    """A markdown table of :func:`final_log_values`: mean ± std per (trunk, method), "–" if none."""
+    lines = [
+        "| trunk | method | runs | " + " | ".join(columns) + " |",
+        "| --- | --- | ---: |" + " ---: |" * len(columns),
+    ]
+    for trunk in dict.fromkeys(frame["trunk"]):
+        rows = frame[frame["trunk"] == trunk]
+        for method in _ordered(rows["method"], order):
+            values = rows[rows["method"] == method]
+            cells = []
+            for column in columns:
+                present = values[column].dropna()
+                if present.empty:
+                    cells.append("–")
+                    continue
+                std = present.std(ddof=1)
+                cells.append(f"{present.mean():.3f}" + ("" if np.isnan(std) else f" ± {std:.3f}"))
+            lines.append(f"| {trunk} | {method} | {len(values)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def comparison_report(
+    frame, order=METHOD_ORDER, claims=MSML_ORDERINGS, scores=("mAP", "rank1"), controls=()
+):
+    """The table of :func:`method_table` and the claims of :func:`differences_table`, as text.
+
+    ``controls``: pairs that are not the paper's claims (a setting against
+    its control), paired by seed in a table of their own when both rows exist.
+    """
+    text = (
         'Mean ± std over seeds; "mean" averages the datasets per run.\n\n'
         + method_table(frame, scores=scores, order=order)
         + "\nThe paper's claims, paired by seed (a − b, the datasets' mean):\n\n"
         + differences_table(frame, claims)
     )
+    present = set(frame["method"])
+    controls = [pair for pair in controls if set(pair) <= present]
+    if controls:
+        text += (
+            "\nControls (not the paper's claims), paired by seed (a − b, the datasets' mean):\n\n"
+            + differences_table(frame, controls)
+        )
+    return text
 
 
 def table_script(
@@ -444,14 +538,18 @@ def table_script(
     order=METHOD_ORDER,
     claims=MSML_ORDERINGS,
     scores=("mAP", "rank1"),
+    controls=(),
+    log_columns=(),
 ):
     """The ``main`` of the evaluation/ table scripts: runs in, the comparison out.
 
     Arguments: RUN... --data SPEC... [--tta flip] [--rerank] [--both] [--out FILE]
     [--csv FILE]. A ``--data`` spec is ``name[:root]`` or a YAML mapping such
     as ``{name: synth-b, ids: 600}``. ``--both`` prints the table without and
-    with re-ranking. ``scores`` are the table's columns per dataset. Returns
-    the exit code (2 with a one-line error).
+    with re-ranking. ``scores`` are the table's columns per dataset;
+    ``controls`` pairs compared beside the claims (:func:`comparison_report`);
+    ``log_columns`` training-log figures tabled at each run's last epoch
+    (:func:`log_table`). Returns the exit code (2 with a one-line error).
     """
     import argparse
     import sys
@@ -491,9 +589,16 @@ def table_script(
             title = "With k-reciprocal re-ranking" if rerank else "Without re-ranking"
             texts.append(
                 (f"## {title}\n\n" if args.both else "")
-                + comparison_report(frame, order, claims, scores)
+                + comparison_report(frame, order, claims, scores, controls)
             )
             frames.append(frame)
+        if log_columns:
+            logs = final_log_values(args.runs, log_columns, labels)
+            texts.append(
+                ("## " if args.both else "")
+                + "At the last epoch of training (log.csv), mean ± std over seeds:\n\n"
+                + log_table(logs, log_columns, order)
+            )
         text = "\n".join(texts)
         print(text)
         if args.out:

@@ -11,11 +11,15 @@ from test_evaluation_scripts import script
 
 from keras_reid.comparison import (
     DIEN_CLAIMS,
+    DIEN_CONTROLS,
     DIEN_ORDER,
     MSML_ORDERINGS,
     SAL_ORDER,
+    comparison_report,
     dien_labels,
     differences_table,
+    final_log_values,
+    log_table,
     method_table,
     paired_differences,
     run_labels,
@@ -98,6 +102,69 @@ def test_dien_labels_name_each_shipped_row_as_table_one_does(row, monkeypatch):
         assert dien_labels(config) == ("mobilenet-0.25 128x64 from synth-b", DIEN_ROWS[row], 0)
     assert DIEN_ROWS[row] in DIEN_ORDER
     assert all(a in DIEN_ORDER and b in DIEN_ORDER for a, b in DIEN_CLAIMS)
+
+
+def test_dien_controls_are_named_apart_from_the_rows_they_control():
+    config = load_config(os.path.join(CONFIGS, "dien_synth_ab_cccdtl_dc.yaml"))
+    assert dien_labels(config)[1] == "+CCCDTL+DC"  # trunk 0.1 x 0.1 = 1e-2: no mark
+    config["losses"]["embedding"]["triplet_reduction"] = "sum"
+    config["train"]["reversal_ramp"] = {"max_scale": 1.0, "gamma": 10}
+    assert dien_labels(config)[1] == "+CCCDTL(sum)+DC(ramp)"
+    config = load_config(os.path.join(CONFIGS, "dien_synth_ab_cccdtl_dc.yaml"))
+    config["optimizer"]["lr_multipliers"]["trunk"] = 0.01  # 0.1 x 0.01
+    assert dien_labels(config)[1] == "+CCCDTL+DC (trunk lr 0.001)"
+    base = load_config(os.path.join(CONFIGS, "dien_synth_ab_base.yaml"))
+    assert dien_labels(base)[1] == "Base"
+    base["batches"]["kind"] = "cross_domain"
+    assert dien_labels(base)[1] == "Base (cross-domain batches)"
+    assert all(a in DIEN_ORDER and b in DIEN_ORDER for a, b in DIEN_CONTROLS)
+
+
+def test_controls_get_a_table_of_their_own_and_only_when_both_rows_exist():
+    values = {
+        ("T", method, seed, "d"): (r1, 0.1)
+        for method, scores in (("Base", (0.1, 0.2)), ("Base (cross-domain batches)", (0.3, 0.3)))
+        for seed, r1 in enumerate(scores)
+    }
+    pair = [("Base (cross-domain batches)", "Base")]
+    text = comparison_report(frame_of(values), DIEN_ORDER, [], ("rank1",), pair)
+    # rank1 differences 0.2 and 0.1: mean 0.15; t(0.975, 1) = 12.706, sd 0.0707.
+    half = 12.7062 * np.std([0.2, 0.1], ddof=1) / np.sqrt(2)
+    assert "Controls (not the paper's claims)" in text
+    assert f"| T | Base (cross-domain batches) > Base | 2 | +0.150 [{0.15 - half:+.3f}," in text
+    alone = {key: value for key, value in values.items() if key[1] == "Base"}
+    assert "Controls" not in comparison_report(frame_of(alone), DIEN_ORDER, [], ("rank1",), pair)
+
+
+def test_the_log_table_reads_each_runs_last_epoch(tmp_path, caplog):
+    runs = []
+    for seed, (loss, accuracy) in enumerate(((0.30, 0.90), (0.50, 0.70))):
+        run = tmp_path / f"dc_s{seed}"
+        run.mkdir()
+        config = load_config(os.path.join(CONFIGS, "dien_synth_ab_dc.yaml"), [f"train.seed={seed}"])
+        (run / "config.yaml").write_text(yaml.safe_dump(config))
+        # Two epochs: only the last counts.
+        (run / "log.csv").write_text(
+            f"epoch,domain_accuracy,domain_loss,loss\n0,0.5,0.69,3\n1,{accuracy},{loss},2\n"
+        )
+        runs.append(str(run))
+    base = tmp_path / "base_s0"
+    base.mkdir()
+    config = load_config(os.path.join(CONFIGS, "dien_synth_ab_base.yaml"))
+    (base / "config.yaml").write_text(yaml.safe_dump(config))
+    (base / "log.csv").write_text("epoch,loss\n0,4\n")
+    columns = ("domain_loss", "domain_accuracy")
+    frame = final_log_values([*runs, str(base)], columns, dien_labels)
+    lines = log_table(frame, columns, DIEN_ORDER).splitlines()
+    trunk = "mobilenet-0.25 128x64 from synth-a"
+    # By hand: losses 0.3, 0.5 -> 0.400 ± 0.141; accuracies 0.9, 0.7 -> 0.800 ± 0.141.
+    assert lines[2] == f"| {trunk} | Base | 1 | – | – |"
+    assert lines[3] == f"| {trunk} | +DC | 2 | 0.400 ± 0.141 | 0.800 ± 0.141 |"
+    (base / "log.csv").unlink()  # a run folder without its log: a row of –, and a warning
+    with caplog.at_level("WARNING", logger="keras_reid.comparison"):
+        frame = final_log_values([str(base)], columns, dien_labels)
+    assert frame[list(columns)].isna().all(axis=None)
+    assert "base_s0: no training log (log.csv) to read" in caplog.text
 
 
 def test_run_labels_of_a_metric_loss_alone_and_of_hard_quadruplets():
@@ -262,6 +329,8 @@ def test_dien_table_script_gives_the_targets_rank_1_5_10_and_map(tiny_run, capsy
     row = next(line for line in text.splitlines() if "| +TL |" in line or "| Base |" in line)
     cells = [cell.strip() for cell in row.split("|")[4:8]]
     assert cells == [f"{scores[s]:.3f}" for s in ("rank1", "rank5", "rank10", "mAP")]
+    # The domain classifier's last-epoch figures: the tiny run has none (no domain loss).
+    assert "| domain_loss | domain_accuracy |" in text and "| – | – |" in text
 
 
 def test_two_roots_of_one_loader_are_two_columns_of_the_table(tiny_run, tiny_synth, capsys):
