@@ -72,10 +72,12 @@ SAL_CLAIMS = (
     ("Soft+Quad", "Soft+Triplet"),
 )
 # The controls that separate our setting from DIEN's method (not the paper's
-# claims): the paper's summed CCCDTL, Ganin's ramped reversal, the trunk at
+# claims): the paper's summed CCCDTL (and our mean with its balance, lam =
+# 1/64 for 64 source images), Ganin's ramped reversal, the trunk at
 # another rate, and Base on the cross-domain batches the other rows train on.
 DIEN_CONTROLS = (
     ("+CCCDTL(sum)+DC", "+CCCDTL+DC"),
+    ("+CCCDTL(lam 0.015625)+DC", "+CCCDTL+DC"),
     ("+CCCDTL+DC(ramp)", "+CCCDTL+DC"),
     ("+CCCDTL+DC (trunk lr 0.001)", "+CCCDTL+DC"),
     ("Base (cross-domain batches)", "Base"),
@@ -90,7 +92,7 @@ DIEN_ORDER = (
     "+DC",
     "+CCCDTL+DC",
     *(f"+CCCDTL+DC+RTDA(T={t})" for t in range(1, 6)),
-    *(better for better, _ in DIEN_CONTROLS[:4]),
+    *(better for better, _ in DIEN_CONTROLS[:5]),
 )
 DIEN_CLAIMS = (
     ("+TL", "Base"),
@@ -206,7 +208,7 @@ def dien_labels(config):
 
     The controls (:data:`DIEN_CONTROLS`) are marked where they depart from
     the rows they control: ``+CCCDTL(sum)`` (the paper's summed triplet term),
-    ``+DC(ramp)`` (``train.reversal_ramp``), ``Base (cross-domain batches)``
+    ``+CCCDTL(lam X)`` (the centering term's weight, where not 1), ``+DC(ramp)`` (``train.reversal_ramp``), ``Base (cross-domain batches)``
     (the identity classifier alone on the other rows' batches) and
     `` (trunk lr X)`` when the trunk's rate (``schedule.base_lr`` times
     ``optimizer.lr_multipliers.trunk``) is none of :data:`DIEN_TRUNK_LRS`.
@@ -219,6 +221,11 @@ def dien_labels(config):
     parts = [
         ("+TL" if spec.get("target_anchors") else "+CCCDTL")
         + ("(sum)" if spec.get("triplet_reduction") == "sum" else "")
+        + (
+            f"(lam {spec['lam']:g})"
+            if not spec.get("target_anchors") and spec.get("lam", 1.0) != 1.0
+            else ""
+        )
         for spec in losses
         if spec.get("name") == "cross_domain"
     ]

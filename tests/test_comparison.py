@@ -120,6 +120,27 @@ def test_dien_controls_are_named_apart_from_the_rows_they_control():
     assert all(a in DIEN_ORDER and b in DIEN_ORDER for a, b in DIEN_CONTROLS)
 
 
+CUHK03_DIEN_ROWS = {
+    **{row: DIEN_ROWS[row] for row in ("base", "tl", "cccdtl", "dc", "cccdtl_dc", "rtda_t3")},
+    "control_sum": "+CCCDTL(sum)+DC",
+    "control_lam": "+CCCDTL(lam 0.015625)+DC",
+    "control_ramp": "+CCCDTL+DC(ramp)",
+    "control_trunk": "+CCCDTL+DC (trunk lr 0.001)",
+    "control_base_cross": "Base (cross-domain batches)",
+}
+
+
+def test_the_shipped_cuhk03_dien_rows_and_controls_are_one_table():
+    labels = {
+        row: dien_labels(load_config(os.path.join(CONFIGS, f"dien_cuhk03_{row}.yaml")))
+        for row in CUHK03_DIEN_ROWS
+    }
+    assert {row: setting for row, (_, setting, _) in labels.items()} == CUHK03_DIEN_ROWS
+    assert {trunk for trunk, _, _ in labels.values()} == {"mobilenet-0.25 128x64 from synth-a"}
+    controlled = {name for pair in DIEN_CONTROLS for name in pair}
+    assert controlled <= set(CUHK03_DIEN_ROWS.values())
+
+
 def test_controls_get_a_table_of_their_own_and_only_when_both_rows_exist():
     values = {
         ("T", method, seed, "d"): (r1, 0.1)

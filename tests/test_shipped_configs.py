@@ -41,6 +41,7 @@ COMMON = {
     "dien_market_duke.yaml",
     "dien_synth_ab.yaml",
     "dien_synth_ba.yaml",
+    "dien_cuhk03.yaml",
 }
 SHARED_PATH = sorted(
     path
