@@ -1,9 +1,10 @@
 """EmbAE's Tables 1-4 and the paper's claims, from the runs of embae_synth_gap_table.sh.
 
-    python evaluation/embae_gap_table.py RUNS [--out table.md] [--csv runs.csv]
+    python evaluation/embae_gap_table.py RUNS [--out table.md] [--csv runs.csv] [--target NAME]
 
-RUNS holds, per setting ("one": synth-a -> synth-d, "two": synth-a + synth-c ->
-synth-d) and seed: embae_<setting>_s<seed> (the baseline embedding, every
+RUNS holds, per setting ("one": synth-a -> the target, "two": synth-a + synth-c
+-> the target; synth-d, or CUHK03 for embae_cuhk03_table.sh, named by
+--target) and seed: embae_<setting>_s<seed> (the baseline embedding, every
 EmbAE variant and the bn_adapt control), pul_<setting>_s<seed> (baseline PUL:
 its own classification-trained start, then fine-tuned) and
 pulemb_<setting>_s<seed> (PUL started from the same stage-1 embedding as
@@ -34,9 +35,11 @@ from keras_reid.errors import ReIDError
 from keras_reid.fileio import atomic_output, write_text
 from keras_reid.reporting import SCORE_COLUMNS, SCORE_TITLES
 
+# The settings' titles, for a target (--target: synth-d by default; CUHK03 for
+# train_scripts/embae_cuhk03_table.sh's runs).
 SETTINGS = {
-    "one": "one source: synth-a -> synth-d",
-    "two": "two sources: synth-a + synth-c -> synth-d",
+    "one": "one source: synth-a -> {target}",
+    "two": "two sources: synth-a + synth-c -> {target}",
 }
 VIEWS = {"flip": "results.csv", "ten": "results_ten_views.csv"}
 VARIANTS = ("all", "fix_nui", "new_nui", "dataset_nui", "cam_nui")
@@ -205,8 +208,8 @@ def shrink_table(frame):
     return "\n".join(lines) + "\n"
 
 
-def report(frame):
-    """The whole markdown report."""
+def report(frame, target="synth-d"):
+    """The whole markdown report; ``target`` names the target in the settings' titles."""
     parts = []
     for views, title in (("flip", "image + mirror"), ("ten", "ten views (five crops + mirrors)")):
         shown = frame[frame["views"] == views]
@@ -214,7 +217,7 @@ def report(frame):
             rows = shown[shown["setting"] == setting]
             if rows.empty:
                 continue
-            parts.append(f"### {label}, {title}\n")
+            parts.append(f"### {label.format(target=target)}, {title}\n")
             note = ""
             if setting == "one":
                 note = (
@@ -231,7 +234,7 @@ def report(frame):
                         ("rank1", "mAP"),
                     )
                 )
-            claim_frame = with_gains(rows).assign(trunk=setting, name="synth-d")
+            claim_frame = with_gains(rows).assign(trunk=setting, name=target)
             table = differences_table(claim_frame, claims(claim_frame), scores=SCORE_COLUMNS)
             table = table.replace("| trunk |", "| sources |", 1)
             parts.append("\nClaims, paired by seed (a − b):\n\n" + table + "\n")
@@ -247,10 +250,13 @@ def main(argv=None):
     parser.add_argument("runs", help="the RUNS folder of train_scripts/embae_synth_gap_table.sh")
     parser.add_argument("--out", help="also write the markdown report to this file")
     parser.add_argument("--csv", help="write every run's rows (CSV)")
+    parser.add_argument(
+        "--target", default="synth-d", help="the target's name in the titles (default synth-d)"
+    )
     args = parser.parse_args(argv)
     try:
         frame = read_runs(args.runs)
-        text = report(frame)
+        text = report(frame, args.target)
         print(text)
         if args.out:
             write_text(args.out, text)

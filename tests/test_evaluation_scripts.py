@@ -88,5 +88,10 @@ def test_embae_gap_table_pairs_by_seed_and_compares_settings(tmp_path, capsys):
     assert np.isclose(mean, 0.06) and np.isclose(high - mean, 4.303 * 0.00707, atol=2e-4)
     assert "| cam_nui | Rank-1 | +0.105 | +0.045 | +0.060 [+0.030, +0.090] | holds |" in text
 
+    assert "### one source: synth-a -> synth-d, image + mirror" in text
+    assert "### two sources: synth-a + synth-c -> CUHK03, image + mirror" in module.report(
+        frame, "CUHK03"
+    )
+
     assert module.main([str(tmp_path / "missing")]) == 2
     assert "no folder" in capsys.readouterr().err
