@@ -23,7 +23,7 @@ import time
 
 from keras_reid.data.market1501 import market1501
 from keras_reid.data.pipeline import pk_batches
-from keras_reid.data.synthetic import generate
+from keras_reid.data.synthreid import generate
 
 CONFIGS = (
     # name, image_size, training consumption (images/s on 2 cores)

@@ -11,7 +11,8 @@ import shutil
 import tempfile
 import time
 
-from keras_reid.data import synthetic
+from keras_reid.data import synthreid as synthetic
+from keras_reid.data.synthreid import generation
 
 
 def main():
@@ -21,7 +22,7 @@ def main():
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args()
 
-    workers = args.workers or synthetic._default_workers()
+    workers = args.workers or generation._default_workers()
     scratch = tempfile.mkdtemp(prefix="synth-speed-")
     try:
         start = time.perf_counter()

@@ -31,7 +31,7 @@ import tensorflow as tf
 
 import keras_reid  # noqa: F401  (registers custom objects)
 from keras_reid.data import load_dataset, pk_batches
-from keras_reid.data.synthetic import generate
+from keras_reid.data.synthreid import generate
 from keras_reid.losses import (
     BatchHardTripletLoss,
     CrossDomainTripletLoss,

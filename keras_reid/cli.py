@@ -132,9 +132,9 @@ def _size(text):
 
 
 def cmd_synth(args):
-    from keras_reid.data import synthetic
+    from keras_reid.data import synthreid
 
-    path = synthetic.generate(
+    path = synthreid.generate(
         args.preset,
         args.out,
         seed=args.seed,

@@ -208,7 +208,8 @@ def dien_labels(config):
 
     The controls (:data:`DIEN_CONTROLS`) are marked where they depart from
     the rows they control: ``+CCCDTL(sum)`` (the paper's summed triplet term),
-    ``+CCCDTL(lam X)`` (the centering term's weight, where not 1), ``+DC(ramp)`` (``train.reversal_ramp``), ``Base (cross-domain batches)``
+    ``+CCCDTL(lam X)`` (the centering term's weight, where not 1),
+    ``+DC(ramp)`` (``train.reversal_ramp``), ``Base (cross-domain batches)``
     (the identity classifier alone on the other rows' batches) and
     `` (trunk lr X)`` when the trunk's rate (``schedule.base_lr`` times
     ``optimizer.lr_multipliers.trunk``) is none of :data:`DIEN_TRUNK_LRS`.

@@ -43,7 +43,7 @@ def mobilenet_025_weights():
 @pytest.fixture(scope="session")
 def tiny_synth(tmp_path_factory):
     """A tiny SynthReID generation per preset at 64x32: {preset: root}."""
-    from keras_reid.data.synthetic import generate
+    from keras_reid.data.synthreid import generate
 
     base = tmp_path_factory.mktemp("synth")
     return {

@@ -11,7 +11,7 @@ from keras_reid.data import (  # noqa: F401
     market1501,
     mars,
     msmt17,
-    synthetic,
+    synthreid,
     viper,
     ward,
 )

@@ -9,7 +9,7 @@ import pytest
 from keras_reid.data.dataset import make_table
 from keras_reid.data.market1501 import read_market_layout
 from keras_reid.data.sheet import contact_sheet
-from keras_reid.data.synthetic import generate
+from keras_reid.data.synthreid import generate
 from keras_reid.errors import ReIDError
 
 

@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from keras_reid.data import synthetic
+from keras_reid.data import synthreid as synthetic
 from keras_reid.data.dataset import DATASETS, load_dataset
 from keras_reid.data.market1501 import read_market_layout
+from keras_reid.data.synthreid import generation
 from keras_reid.errors import ReIDError
 
 IDS = 12
@@ -127,7 +128,7 @@ def test_refuses_to_overwrite_unless_asked(synth_a, tmp_path):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_failure_leaves_nothing_behind(tmp_path, monkeypatch, workers):
-    real_write = synthetic._write_jpeg
+    real_write = generation._write_jpeg
     calls = []
 
     def failing_write(path, image, quality):
@@ -136,7 +137,7 @@ def test_a_failure_leaves_nothing_behind(tmp_path, monkeypatch, workers):
             raise OSError("disk full")
         real_write(path, image, quality)
 
-    monkeypatch.setattr(synthetic, "_write_jpeg", failing_write)
+    monkeypatch.setattr(generation, "_write_jpeg", failing_write)
     with pytest.raises(OSError, match="disk full"):
         synthetic.generate("synth-b", tmp_path / "out", ids=IDS, size=SIZE, workers=workers)
     assert os.listdir(tmp_path) == []
@@ -184,7 +185,7 @@ def test_registry_generates_once_into_the_cache(tmp_path, monkeypatch):
     def no_generate(*args, **kwargs):
         raise AssertionError("generated again")
 
-    monkeypatch.setattr(synthetic, "generate", no_generate)
+    monkeypatch.setattr(generation, "generate", no_generate)
     again = load_dataset("synth-b", ids="12", size="64x32")
     assert again.train.equals(data.train)
 

@@ -12,7 +12,8 @@ import os
 
 import pytest
 
-from keras_reid.data import synthetic
+from keras_reid.data import synthreid as synthetic
+from keras_reid.data.synthreid import generation
 from keras_reid.environment import renderer_versions
 
 # Every preset, 4 identities, seed 0, 128x64, one worker: the SHA-256 of the
@@ -60,7 +61,7 @@ def test_the_cache_is_keyed_by_the_renderer_versions(tmp_path, monkeypatch):
     # Under another OpenCV the same preset, seed, ids and size is another
     # folder: generated anew, never the images the pinned OpenCV drew.
     other = {**renderer_versions(), "opencv": "4.14.0.0"}
-    monkeypatch.setattr(synthetic, "renderer_versions", lambda: other)
+    monkeypatch.setattr(generation, "renderer_versions", lambda: other)
     moved = synthetic.cache_root("synth-a", ids=4)
     assert moved != pinned and "opencv-4.14.0.0" in moved
     assert not os.path.exists(moved)
