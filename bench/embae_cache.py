@@ -30,7 +30,7 @@ import time
 import keras
 import numpy as np
 
-from keras_reid.data.pipeline import unlabeled_batches
+from keras_reid.data.samplers import unlabeled_batches
 from keras_reid.data.synthreid import load_synthreid
 from keras_reid.models import build_embedding_model
 from keras_reid.models.embae import build_embae_model, copy_stage1_head, set_trainable

@@ -22,7 +22,7 @@ import tempfile
 import time
 
 from keras_reid.data.market1501 import market1501
-from keras_reid.data.pipeline import pk_batches
+from keras_reid.data.samplers import pk_batches
 from keras_reid.data.synthreid import generate
 
 CONFIGS = (

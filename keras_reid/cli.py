@@ -168,7 +168,7 @@ def cmd_datasets(args):
     )
     print(pd.concat([d.summary() for d in datasets]).to_string(index=False))
     if args.check:
-        from keras_reid.data.pipeline import find_unreadable, unreadable_error
+        from keras_reid.data.images import find_unreadable, unreadable_error
 
         # Decoded with the pipeline's own decoder: every file listed here would
         # stop training or evaluation.

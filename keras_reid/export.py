@@ -67,7 +67,7 @@ def decode_images(encoded, image_size):
     """A string batch of JPEG/PNG/BMP/GIF bytes -> uint8 ``[batch, H, W, 3]`` at ``image_size``.
 
     Decoded, resized bilinearly and rounded exactly as
-    :func:`keras_reid.data.pipeline.load_image` reads a file, so a served
+    :func:`keras_reid.data.images.load_image` reads a file, so a served
     image equals the pixels the model was evaluated on.
     """
 

@@ -12,7 +12,7 @@ flip TTA included, converted by tf2onnx:
 What differs from the SavedModel:
 
 - No ``embed_encoded``: ONNX has no JPEG/PNG decoder; decode and resize on
-  the client (``keras_reid.data.pipeline.load_image`` reads files as
+  the client (``keras_reid.data.images.load_image`` reads files as
   training does).
 - The graph's shape checks (``tf.debugging.Assert``) do not convert.
   onnxruntime checks the declared rank and the static dimensions of

@@ -23,7 +23,8 @@ import pandas as pd
 import tensorflow as tf
 
 from keras_reid._quiet import progress_wanted
-from keras_reid.data.pipeline import IMAGE_ERRORS, explain_unreadable, inference_batches
+from keras_reid.data.images import IMAGE_ERRORS, explain_unreadable
+from keras_reid.data.pipeline import inference_batches
 from keras_reid.errors import ReIDError
 from keras_reid.inference import tta_views
 from keras_reid.layers.grouped import GroupedDense

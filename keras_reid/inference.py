@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_reid._quiet import progress_wanted
-from keras_reid.data.pipeline import IMAGE_ERRORS, explain_unreadable, load_image
+from keras_reid.data.images import IMAGE_ERRORS, explain_unreadable, load_image
 from keras_reid.errors import ReIDError
 
 TTA_MODES = (None, "flip", "center-crop", "five-crop", "five-crop-flip")

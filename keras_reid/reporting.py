@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from keras_reid.data.dataset import spec_labels
-from keras_reid.data.pipeline import IMAGE_ERRORS, explain_unreadable
+from keras_reid.data.images import IMAGE_ERRORS, explain_unreadable
 from keras_reid.environment import versions_line, with_versions
 from keras_reid.errors import ReIDError
 from keras_reid.fileio import make_folder, write_text

@@ -32,7 +32,7 @@ def _labels(model, count):
 
 def read_images(paths, image_size):
     """The images at ``image_size`` (uint8 RGB, as the pipelines read them); one error for all."""
-    from keras_reid.data.pipeline import image_problem, load_image
+    from keras_reid.data.images import image_problem, load_image
 
     bad = [f"{path} ({problem})" for path in paths if (problem := image_problem(path)) is not None]
     if bad:

@@ -28,7 +28,7 @@ import pytest
 import tensorflow as tf
 
 from keras_reid.cli import main
-from keras_reid.data.pipeline import load_image
+from keras_reid.data.images import load_image
 from keras_reid.errors import ReIDError
 from keras_reid.export import export_saved_model, version_folder
 from keras_reid.models.embae import (

@@ -14,7 +14,7 @@ import pytest
 
 from keras_reid.config import check_sections, load_config
 from keras_reid.data.dataset import DATASETS, parse_spec
-from keras_reid.data.pipeline import cross_domain_batches, mixed_batches, pk_batches
+from keras_reid.data.samplers import cross_domain_batches, mixed_batches, pk_batches
 from keras_reid.losses import get_loss
 from keras_reid.models import MODELS
 from keras_reid.training.embedding import embedding_config

@@ -9,7 +9,7 @@ import pytest
 from console import run
 from helpers import set_bn_statistics
 
-from keras_reid.data.pipeline import load_image
+from keras_reid.data.images import load_image
 from keras_reid.models import build_model
 
 SIZE = (64, 32)

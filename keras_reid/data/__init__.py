@@ -27,15 +27,13 @@ from keras_reid.data.dataset import (
     parse_spec,
     register_dataset,
 )
+from keras_reid.data.images import find_unreadable, load_image
 from keras_reid.data.labels import ClassMap
-from keras_reid.data.pipeline import (
+from keras_reid.data.pipeline import inference_batches, steps_per_epoch
+from keras_reid.data.samplers import (
     cross_domain_batches,
-    find_unreadable,
-    inference_batches,
-    load_image,
     mixed_batches,
     pk_batches,
-    steps_per_epoch,
     unlabeled_batches,
 )
 from keras_reid.data.sheet import contact_sheet

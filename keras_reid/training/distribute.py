@@ -22,7 +22,7 @@ import keras
 import tensorflow as tf
 from tensorflow.python.eager import context  # its barrier: TensorFlow has no public one
 
-from keras_reid.data.pipeline import pk_batches
+from keras_reid.data.samplers import pk_batches
 from keras_reid.errors import ReIDError
 from keras_reid.training.cluster import (
     PEER_TIMEOUT,

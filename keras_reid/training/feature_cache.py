@@ -35,7 +35,8 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from keras_reid._quiet import progress_wanted
-from keras_reid.data.pipeline import IMAGE_ERRORS, explain_unreadable, inference_batches
+from keras_reid.data.images import IMAGE_ERRORS, explain_unreadable
+from keras_reid.data.pipeline import inference_batches
 from keras_reid.errors import ReIDError, check_one_of
 from keras_reid.inference import model_image_size, tta_views
 

@@ -52,12 +52,8 @@ from keras_reid.config import (
     section_options,
 )
 from keras_reid.data.labels import ClassMap
-from keras_reid.data.pipeline import (
-    cross_domain_batches,
-    mixed_batches,
-    pk_batches,
-    steps_per_epoch,
-)
+from keras_reid.data.pipeline import steps_per_epoch
+from keras_reid.data.samplers import cross_domain_batches, mixed_batches, pk_batches
 from keras_reid.errors import ReIDError
 from keras_reid.inference import model_image_size
 from keras_reid.layers.gradient_reversal import reversal_layers

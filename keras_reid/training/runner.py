@@ -269,7 +269,7 @@ def fit(model, batches, steps_per_epoch, options, callbacks, tables=(), start_st
     An image that cannot be read or decoded (any of the pipeline's
     ``IMAGE_ERRORS``) is traced to the file(s) by ``explain_unreadable``.
     """
-    from keras_reid.data.pipeline import IMAGE_ERRORS, explain_unreadable
+    from keras_reid.data.images import IMAGE_ERRORS, explain_unreadable
 
     make = batches if callable(batches) else (lambda step: batches)
     epoch, step = divmod(start_step, steps_per_epoch)

@@ -15,7 +15,7 @@ resumed with ``--resume``. What this module promises:
   the run folder) costs the steps between the two, with a warning, not the
   run. When neither is whole, the error names both files.
 - A resumed run continues the batch stream at the step it stopped at (the
-  pipelines are stateless in the step: :mod:`keras_reid.data.pipeline`), so
+  pipelines are stateless in the step: :mod:`keras_reid.data.samplers`), so
   on a CPU it ends with the same weights as an uninterrupted run.
 - ``log.csv`` has one row per epoch: rows of the epochs that a resumed run
   does again are replaced, and the resumed epoch's figures are combined

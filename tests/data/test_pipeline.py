@@ -13,17 +13,13 @@ import pytest
 import tensorflow as tf
 
 from keras_reid.data.dataset import make_table
+from keras_reid.data.images import IMAGE_ERRORS, explain_unreadable, find_unreadable, load_image
 from keras_reid.data.labels import ClassMap
-from keras_reid.data.pipeline import (
-    IMAGE_ERRORS,
+from keras_reid.data.pipeline import inference_batches, steps_per_epoch
+from keras_reid.data.samplers import (
     cross_domain_batches,
-    explain_unreadable,
-    find_unreadable,
-    inference_batches,
-    load_image,
     mixed_batches,
     pk_batches,
-    steps_per_epoch,
     unlabeled_batches,
 )
 from keras_reid.errors import ReIDError

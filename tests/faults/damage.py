@@ -1,6 +1,6 @@
 """Damaged image files of every kind a dataset folder can hold, and the reason each should get.
 
-``DAMAGE`` maps a kind to the reason :func:`keras_reid.data.pipeline.find_unreadable`
+``DAMAGE`` maps a kind to the reason :func:`keras_reid.data.images.find_unreadable`
 must give. :func:`damage` writes one file of a kind at a path (a path that a
 dataset parser lists, such as ``query/0001_c1s1_000001_00.jpg``).
 

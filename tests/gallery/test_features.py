@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from keras_reid.data import load_dataset
-from keras_reid.data.pipeline import load_image
+from keras_reid.data.images import load_image
 from keras_reid.errors import ReIDError
 from keras_reid.gallery import embed_split, model_fingerprint, read_features
 from keras_reid.gallery.features import shard_rows

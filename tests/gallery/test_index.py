@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from keras_reid.cli import main
-from keras_reid.data.pipeline import load_image
+from keras_reid.data.images import load_image
 from keras_reid.errors import ReIDError
 from keras_reid.extractor import FeatureExtractor
 from keras_reid.gallery import FeatureSet, model_fingerprint, write_features

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from keras_reid.data.images import load_image
 from keras_reid.data.market1501 import read_market_layout
-from keras_reid.data.pipeline import load_image
 from keras_reid.models import build_embedding_model
 from keras_reid.training.feature_cache import (
     cached_trunk_features,

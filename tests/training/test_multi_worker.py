@@ -149,7 +149,8 @@ def two_workers(tiny_synth, tmp_path_factory):
 def test_each_replica_receives_whole_groups_of_the_same_global_batch(two_workers, tiny_synth):
     from keras_reid.data import load_dataset
     from keras_reid.data.labels import ClassMap
-    from keras_reid.data.pipeline import pk_batches, steps_per_epoch
+    from keras_reid.data.pipeline import steps_per_epoch
+    from keras_reid.data.samplers import pk_batches
 
     _, record, _ = two_workers
     replicas = [
