@@ -29,7 +29,16 @@ setup(
         "cpu": ["tensorflow-cpu>=2.16"],
         "gpu": ["tensorflow[and-cuda]>=2.16"],
         "onnx": ["tf2onnx", "onnxruntime"],
-        "test": ["pytest", "pytest-xdist", "ruff", "nbclient", "nbformat", "ipykernel", "tf2onnx", "onnxruntime"],
+        "test": [
+            "pytest",
+            "pytest-xdist",
+            "ruff",
+            "nbclient",
+            "nbformat",
+            "ipykernel",
+            "tf2onnx",
+            "onnxruntime",
+        ],
     },
     entry_points={"console_scripts": ["keras-reid=keras_reid.cli:main"]},
     classifiers=[

@@ -21,7 +21,12 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from keras_reid.metrics import evaluate, pairwise_distance, rank_metrics, rank_metrics_for_rules
+from keras_reid.evaluation.metrics import (
+    evaluate,
+    pairwise_distance,
+    rank_metrics,
+    rank_metrics_for_rules,
+)
 
 
 def market_like(seed=0, num_query=3368, num_gallery=15913, dim=128, num_ids=750, cameras=6):

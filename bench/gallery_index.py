@@ -1,4 +1,4 @@
-"""Benchmark: the faiss gallery index (keras_reid.gallery) at a million images.
+"""Benchmark: the faiss gallery index (keras_reid.serving.gallery) at a million images.
 
 Part 1: a gallery of ``--rows`` (1,000,000) L2-normalised 128-d float32
 embeddings and ``--queries`` (2,000) queries, seeded, in two variants:
@@ -19,7 +19,7 @@ Part 2: a Market-1501-sized protocol (3,368 queries, 19,732 gallery images
 with distractors pid 0 and junk pid -1, 6 cameras; bench/eval_speed.py's
 generator): Rank-1/mAP/mINP from the exact index (evaluate_with_index: its
 stored vectors in one matrix product, and faiss's own search of the whole
-gallery) next to keras_reid.metrics.evaluate's, and their largest difference.
+gallery) next to keras_reid.evaluation.metrics.evaluate's, and their largest difference.
 
 Part 3: a protocol over the whole million-image clustered gallery
 (``--protocol-queries`` queries, 6 cameras): ``evaluate_with_index`` scores it
@@ -45,8 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from eval_speed import market_like  # noqa: E402
 
-from keras_reid.gallery.index import GalleryIndex, evaluate_with_index, recall_at  # noqa: E402
-from keras_reid.metrics import evaluate  # noqa: E402
+from keras_reid.evaluation.metrics import evaluate  # noqa: E402
+from keras_reid.serving.gallery.index import GalleryIndex, evaluate_with_index, recall_at  # noqa: E402
 
 KINDS = {
     "exact": {},

@@ -32,7 +32,7 @@ def child(impl, num_query, num_gallery, repeats):
     sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests" / "metrics"), str(ROOT)]
     from eval_speed import market_like
 
-    from keras_reid.metrics import pairwise_distance, re_rank
+    from keras_reid.evaluation.metrics import pairwise_distance, re_rank
 
     if impl == "authors":
         from test_rerank import authors_re_ranking as run

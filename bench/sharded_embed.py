@@ -70,8 +70,8 @@ def main():
 
     import keras
 
-    from keras_reid.gallery import read_features
     from keras_reid.models import build_embedding_model
+    from keras_reid.serving.gallery import read_features
 
     with tempfile.TemporaryDirectory() as base:
         root = os.path.join(base, "market")

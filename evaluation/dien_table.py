@@ -23,15 +23,15 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keras_reid imports TensorFlow
 
-from keras_reid.comparison import (
+from keras_reid.evaluation.claims import (
     DIEN_CLAIMS,
     DIEN_CONTROLS,
     DIEN_LOG_COLUMNS,
     DIEN_ORDER,
     DIEN_SCORES,
     dien_labels,
-    table_script,
 )
+from keras_reid.evaluation.compare import table_script
 
 
 def main(argv=None):

@@ -30,10 +30,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from keras_reid.comparison import differences_table, verdict
 from keras_reid.errors import ReIDError
+from keras_reid.evaluation.compare import differences_table, verdict
+from keras_reid.evaluation.reports import SCORE_COLUMNS, SCORE_TITLES
 from keras_reid.fileio import atomic_output, write_text
-from keras_reid.reporting import SCORE_COLUMNS, SCORE_TITLES
 
 # The settings' titles, for a target (--target: synth-d by default; CUHK03 for
 # train_scripts/embae_cuhk03_table.sh's runs).

@@ -18,8 +18,8 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keras_reid imports TensorFlow
 
 from keras_reid.errors import ReIDError
+from keras_reid.evaluation.reports import SCORE_COLUMNS, collect_runs, runs_table
 from keras_reid.fileio import atomic_output, write_text
-from keras_reid.reporting import SCORE_COLUMNS, collect_runs, runs_table
 
 
 def main(argv=None):

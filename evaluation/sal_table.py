@@ -19,7 +19,8 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keras_reid imports TensorFlow
 
-from keras_reid.comparison import SAL_CLAIMS, SAL_ORDER, sal_labels, table_script
+from keras_reid.evaluation.claims import SAL_CLAIMS, SAL_ORDER, sal_labels
+from keras_reid.evaluation.compare import table_script
 
 
 def main(argv=None):

@@ -29,8 +29,9 @@ with quiet_fd2():
     from keras_reid import data, layers, losses, models, training  # noqa: F401
     from keras_reid.data import ReIDDataset, load_dataset
     from keras_reid.errors import ReIDError
-    from keras_reid.export import export_saved_model
-    from keras_reid.extractor import FeatureExtractor, load_model
+    from keras_reid.serving.extractor import FeatureExtractor
+    from keras_reid.serving.model_io import load_model
+    from keras_reid.serving.savedmodel import export_saved_model
 
 __version__ = "0.1.0"
 

@@ -220,7 +220,7 @@ def cmd_train(args):
     start_multi_worker(config, train)
     result = recipe(config, args.out, resume=args.resume)
     if isinstance(result, pd.DataFrame):  # a recipe's results table (EmbAE, PUL)
-        from keras_reid.reporting import results_markdown
+        from keras_reid.evaluation.reports import results_markdown
 
         print(results_markdown(result), flush=True)
     print(f"wrote {args.out}", flush=True)
@@ -229,8 +229,9 @@ def cmd_train(args):
 
 def cmd_evaluate(args):
     from keras_reid.data import load_dataset, parse_spec
-    from keras_reid.metrics import format_results
-    from keras_reid.reporting import evaluate_model, load_keras_model
+    from keras_reid.evaluation.evaluator import evaluate_model
+    from keras_reid.evaluation.metrics import format_results
+    from keras_reid.serving.model_io import load_keras_model
 
     model = load_keras_model(args.model)
     name, root = parse_spec(args.data)
@@ -255,7 +256,7 @@ def cmd_evaluate(args):
 
 
 def cmd_embed(args):
-    from keras_reid.gallery.features import embed_split, read_meta
+    from keras_reid.serving.gallery.features import embed_split, read_meta
 
     path = embed_split(
         args.model,
@@ -282,7 +283,7 @@ def _index_params(args):
 
 
 def cmd_index_build(args):
-    from keras_reid.gallery.index import build_index
+    from keras_reid.serving.gallery.index import build_index
 
     index = build_index(
         args.features, args.out, kind=args.kind, overwrite=args.overwrite, **_index_params(args)
@@ -296,7 +297,7 @@ def cmd_index_build(args):
 
 
 def cmd_search(args):
-    from keras_reid.gallery.index import GalleryIndex, search_images
+    from keras_reid.serving.gallery.index import GalleryIndex, search_images
 
     index = GalleryIndex.load(args.index)
     index.set_params(**_index_params(args))
@@ -317,7 +318,7 @@ def cmd_search(args):
 
 
 def cmd_attention(args):
-    from keras_reid.visualize import write_attention_maps
+    from keras_reid.evaluation.visualize import write_attention_maps
 
     written = write_attention_maps(args.model, args.images, args.out)
     print(f"wrote {len(written)} image(s) with their attention maps to {args.out}")
@@ -327,10 +328,10 @@ def cmd_export(args):
     import json
 
     from keras_reid.errors import ReIDError
-    from keras_reid.export import export_saved_model
+    from keras_reid.serving.savedmodel import export_saved_model
 
     if args.format == "onnx":
-        from keras_reid.export_onnx import export_onnx, read_metadata
+        from keras_reid.serving.onnx import export_onnx, read_metadata
 
         if args.warmup is not None:
             raise ReIDError(

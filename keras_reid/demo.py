@@ -32,7 +32,7 @@ from keras_reid.data import load_dataset
 from keras_reid.data.sheet import contact_sheet
 from keras_reid.data.synthreid import generate
 from keras_reid.environment import versions_line
-from keras_reid.reporting import results_markdown, write_score_results
+from keras_reid.evaluation.reports import results_markdown, write_score_results
 from keras_reid.training.embae import train_embae
 
 SOURCE = "synth-a"

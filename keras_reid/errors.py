@@ -23,3 +23,12 @@ def check_one_of(what, value, choices, hint=""):
             f"unknown {what} {value!r}; expected one of: {', '.join(map(str, choices))}{extra}."
         )
     return value
+
+
+def one_line(text):
+    """``text`` with every run of whitespace (newlines included) collapsed to one space.
+
+    Messages quoted from TensorFlow or Keras span several lines; an error
+    message must stay one line, and whole: nothing is cut off.
+    """
+    return " ".join(str(text).split())

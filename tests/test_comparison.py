@@ -9,28 +9,30 @@ import yaml
 from helpers import assert_records_versions
 from test_evaluation_scripts import script
 
-from keras_reid.comparison import (
+from keras_reid.config import load_config
+from keras_reid.errors import ReIDError
+from keras_reid.evaluation.claims import (
     DIEN_CLAIMS,
     DIEN_CONTROLS,
     DIEN_ORDER,
     MSML_ORDERINGS,
     SAL_ORDER,
-    comparison_report,
     dien_labels,
+    run_labels,
+    sal_labels,
+)
+from keras_reid.evaluation.compare import (
+    comparison_report,
     differences_table,
     final_log_values,
     log_table,
     method_table,
     paired_differences,
-    run_labels,
-    sal_labels,
     score_run,
     verdict,
 )
-from keras_reid.config import load_config
-from keras_reid.errors import ReIDError
+from keras_reid.evaluation.evaluator import evaluate_model
 from keras_reid.models import build_model
-from keras_reid.reporting import evaluate_model
 from keras_reid.training.training_data import load_spec
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "train_scripts", "configs")
@@ -182,7 +184,7 @@ def test_the_log_table_reads_each_runs_last_epoch(tmp_path, caplog):
     assert lines[2] == f"| {trunk} | Base | 1 | – | – |"
     assert lines[3] == f"| {trunk} | +DC | 2 | 0.400 ± 0.141 | 0.800 ± 0.141 |"
     (base / "log.csv").unlink()  # a run folder without its log: a row of –, and a warning
-    with caplog.at_level("WARNING", logger="keras_reid.comparison"):
+    with caplog.at_level("WARNING", logger="keras_reid.evaluation"):
         frame = final_log_values([str(base)], columns, dien_labels)
     assert frame[list(columns)].isna().all(axis=None)
     assert "base_s0: no training log (log.csv) to read" in caplog.text

@@ -30,13 +30,13 @@ import tensorflow as tf
 from keras_reid.cli import main
 from keras_reid.data.images import load_image
 from keras_reid.errors import ReIDError
-from keras_reid.export import export_saved_model, version_folder
 from keras_reid.models.embae import (
     build_embae_inference_model,
     build_embae_model,
     copy_stage1_head,
 )
 from keras_reid.models.embedding import build_embedding_model
+from keras_reid.serving.savedmodel import export_saved_model, version_folder
 from tests.helpers import grouped_model
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -636,7 +636,7 @@ def test_a_killed_exports_temporary_is_removed_and_a_concurrent_version_kept(tmp
 
     # Another export lands version 2 between this one's check and its rename:
     # it is kept, not replaced.
-    from keras_reid import export as export_module
+    from keras_reid.serving import savedmodel as export_module
 
     def land_first(temporary, target, replace=True, **kwargs):
         if not os.path.exists(target):

@@ -21,9 +21,9 @@ import tensorflow as tf
 
 from keras_reid.cli import main
 from keras_reid.errors import ReIDError
-from keras_reid.export import export_saved_model
-from keras_reid.export_onnx import export_onnx, read_metadata
 from keras_reid.models.embedding import build_embedding_model
+from keras_reid.serving.onnx import export_onnx, read_metadata
+from keras_reid.serving.savedmodel import export_saved_model
 from tests.console import finish, start
 from tests.helpers import grouped_model
 

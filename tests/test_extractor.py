@@ -11,8 +11,9 @@ import pytest
 
 import keras_reid
 from keras_reid.errors import ReIDError
-from keras_reid.extractor import FeatureExtractor, inspect_model, load_model
 from keras_reid.layers import GroupedDense
+from keras_reid.serving.extractor import FeatureExtractor
+from keras_reid.serving.model_io import inspect_model, load_model
 
 SIZE = (8, 4)
 RNG = np.random.default_rng(0)

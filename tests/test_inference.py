@@ -8,9 +8,9 @@ import keras
 import numpy as np
 import pytest
 
-from keras_reid import inference
 from keras_reid.errors import ReIDError
-from keras_reid.inference import extract_features, tta_views
+from keras_reid.serving import extract as inference
+from keras_reid.serving.extract import extract_features, tta_views
 
 
 def channel_mean_model(size=(8, 4)):

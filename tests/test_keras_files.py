@@ -36,6 +36,7 @@ from keras_reid.layers import (
 from keras_reid.losses import (
     BatchHardTripletLoss,
     CrossDomainTripletLoss,
+    DomainAccuracy,
     DomainCrossEntropy,
     MarginSampleMiningLoss,
     QuadrupletLoss,
@@ -137,6 +138,10 @@ def every_layer_and_loss():
             "logits": SoftmaxCrossEntropy(label_smoothing=0.2),
             "attention": SelfAttentionConstraint(),
             "domain": DomainCrossEntropy(from_logits=False),
+        },
+        metrics={
+            "embedding": triplet_metrics("soft"),
+            "domain": [DomainAccuracy(from_logits=False)],
         },
     )
 
@@ -291,6 +296,7 @@ def test_compiled_losses_and_metrics_compute_the_same_after_loading(saved, reloa
     for output in ("embedding", "triplet", "msml", "quadruplet", "cross_domain", "logits"):
         assert f"{output}_loss" in expected, sorted(expected)
     assert "embedding_active_triplet_fraction" in expected, sorted(expected)
+    assert "domain_accuracy" in expected, sorted(expected)
     for name, value in expected.items():
         assert got[name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
 

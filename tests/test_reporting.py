@@ -10,14 +10,16 @@ import pytest
 import yaml
 from helpers import assert_records_versions
 
-from keras_reid import reporting
 from keras_reid.data import load_dataset
 from keras_reid.errors import ReIDError
-from keras_reid.metrics import evaluate
-from keras_reid.metrics.evaluate import rank_protocol
-from keras_reid.metrics.plots import ranked_lists
+from keras_reid.evaluation import reports as reporting
+from keras_reid.evaluation.evaluator import evaluate_model
+from keras_reid.evaluation.metrics import evaluate
+from keras_reid.evaluation.metrics.evaluate import rank_protocol
+from keras_reid.evaluation.plots import ranked_lists
+from keras_reid.evaluation.reports import collect_runs, runs_table
 from keras_reid.models import build_embedding_model
-from keras_reid.reporting import collect_runs, evaluate_model, load_keras_model, runs_table
+from keras_reid.serving.model_io import load_keras_model
 from tests.data.fixtures import make_mars
 
 

@@ -21,7 +21,7 @@ Labels:
 Split (the classic protocol's form): train = every image of ``train/``;
 query = each ``val/`` person's first-camera images, gallery = their
 second-camera images, scored with CUHK03's single-gallery-shot CMC
-(:func:`keras_reid.metrics.cuhk03_single_shot`) and mAP. A ``val/`` person
+(:func:`keras_reid.evaluation.metrics.cuhk03_single_shot`) and mAP. A ``val/`` person
 with images from one camera only trains nobody and cannot be queried: it is
 left out of query and gallery, with a count in the log. In ``train/`` such
 people are kept.

@@ -63,7 +63,7 @@ crops train, as before.
    not state its gallery; its Table 5 compares with person-search results.
 
    Evaluation: with camid -1 no gallery crop counts as "same camera", so
-   nothing is ignored for the camera (see :mod:`keras_reid.metrics.ranking`):
+   nothing is ignored for the camera (see :mod:`keras_reid.evaluation.metrics.ranking`):
    the positives of a query are all the gallery crops of its pid; the query's
    own box is never in the gallery.
 

@@ -38,7 +38,8 @@ from keras_reid._quiet import progress_wanted
 from keras_reid.data.images import IMAGE_ERRORS, explain_unreadable
 from keras_reid.data.pipeline import inference_batches
 from keras_reid.errors import ReIDError, check_one_of
-from keras_reid.inference import model_image_size, tta_views
+from keras_reid.serving.extract import tta_views
+from keras_reid.serving.model_io import model_image_size
 
 logger = logging.getLogger("keras_reid.training")
 

@@ -55,7 +55,6 @@ from keras_reid.data.labels import ClassMap
 from keras_reid.data.pipeline import steps_per_epoch
 from keras_reid.data.samplers import cross_domain_batches, mixed_batches, pk_batches
 from keras_reid.errors import ReIDError
-from keras_reid.inference import model_image_size
 from keras_reid.layers.gradient_reversal import reversal_layers
 from keras_reid.losses import (
     ActiveTripletFraction,
@@ -66,6 +65,7 @@ from keras_reid.losses import (
     get_loss,
 )
 from keras_reid.models import MODELS
+from keras_reid.serving.model_io import model_image_size
 from keras_reid.training.distribute import barrier, check_same_step, run_folder
 from keras_reid.training.optimizers import build_optimizer
 from keras_reid.training.runner import (
@@ -79,7 +79,7 @@ from keras_reid.training.runner import (
 )
 from keras_reid.training.schedules import build_schedule
 from keras_reid.training.state import load_finished_model
-from keras_reid.training.training_data import load_training_data
+from keras_reid.training.training_data import load_training_data, note_unlabelled_target
 
 logger = logging.getLogger("keras_reid.training")
 
@@ -355,6 +355,7 @@ def train(config, out, resume=False, data=None, make_model=None):
         model, steps = prepared.model, prepared.steps_per_epoch
         if chief:
             out = prepare_run_dir(out, config, resume=resume)
+            note_unlabelled_target(data.target)
         # A worker's folder is inside the chief's: it is made once the chief
         # has checked and made its own (which an empty-folder check would refuse).
         barrier(strategy)

@@ -129,7 +129,7 @@ def start_from(model, path):
     order, with the same names and shapes (a stage-2 run pointed at another
     model's stage 1 is refused, naming both models and the first difference).
     """
-    from keras_reid.reporting import load_keras_model
+    from keras_reid.serving.model_io import load_keras_model
 
     try:
         source = load_keras_model(path)
@@ -205,8 +205,8 @@ class RankingValidation(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
             return
-        from keras_reid.inference import extract_features
-        from keras_reid.metrics import evaluate
+        from keras_reid.evaluation.metrics import evaluate
+        from keras_reid.serving.extract import extract_features
 
         features = [
             extract_features(self.model, table, tta=self.tta, output=self.output, progress=False)

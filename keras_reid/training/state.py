@@ -46,7 +46,7 @@ import numpy as np
 
 from keras_reid.errors import ReIDError
 from keras_reid.fileio import atomic_output, read_text, remove_stale_temporaries, write_text
-from keras_reid.inference import non_finite_weights
+from keras_reid.serving.model_io import non_finite_weights
 
 logger = logging.getLogger("keras_reid.training")
 

@@ -75,8 +75,8 @@ def load_datasets(sources, target=None, val=None, where="data.train"):
     the loader or the spelling of the root), and labels them with
     :func:`~keras_reid.data.dataset.label_apart`. The validation dataset may be
     a source or the target (it then shares its label). A target's person ids,
-    where its train split has them, are not used by any recipe: that is
-    logged once, here.
+    where its train split has them, are not used by any recipe: each says so
+    once with :func:`note_unlabelled_target`.
 
     Args:
         sources: a list of specs, the labelled sources.
@@ -113,16 +113,23 @@ def load_datasets(sources, target=None, val=None, where="data.train"):
     loaded = label_apart(loaded, [root for _, root, _ in parts])
     rest = iter(loaded[count:])
     target = next(rest) if target else None
-    if target is not None:
-        labelled = int((target.train["pid"] >= 0).sum())
-        if labelled:
-            logger.info(
-                "data.target %s: the person ids of its %d labelled train images are ignored "
-                "(the target domain is trained without labels).",
-                target.label,
-                labelled,
-            )
     return loaded[:count], target, next(rest) if val else None
+
+
+def note_unlabelled_target(target):
+    """Say once that a labelled target's person ids are not used (every recipe trains without).
+
+    Called by each recipe once its checks have passed and its run folder is
+    written, so that a refused run stays one line.
+    """
+    labelled = 0 if target is None else int((target.train["pid"] >= 0).sum())
+    if labelled:
+        logger.info(
+            "data.target %s: the person ids of its %d labelled train images are ignored "
+            "(the target domain is trained without labels).",
+            target.label,
+            labelled,
+        )
 
 
 def load_training_data(train, val=None, target=None):
@@ -132,7 +139,7 @@ def load_training_data(train, val=None, target=None):
     mapping ``{name, root, <parser options>}``. ``target`` is the unlabelled
     target domain of ``cross_domain`` batches (DIEN): only its train images are
     used, and its person ids, if the dataset has them, are ignored (logged by
-    :func:`load_datasets`).
+    :func:`note_unlabelled_target` when the run starts).
     """
     if isinstance(train, (str, dict)):
         train = [train]

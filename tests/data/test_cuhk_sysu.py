@@ -8,7 +8,7 @@ from scipy.io import savemat
 
 from keras_reid.data import load_dataset
 from keras_reid.errors import ReIDError
-from keras_reid.metrics import rank_metrics
+from keras_reid.evaluation.metrics import rank_metrics
 
 from .fixtures import (
     SYSU,

@@ -180,8 +180,8 @@ def test_search_names_the_damaged_query_images(damaged_market, tmp_path, stderr_
     import keras
     import numpy as np
 
-    from keras_reid.gallery import model_fingerprint
-    from keras_reid.gallery.index import GalleryIndex
+    from keras_reid.serving.gallery import model_fingerprint
+    from keras_reid.serving.gallery.index import GalleryIndex
 
     root, _, prefix = damaged_market
     keras.utils.set_random_seed(0)

@@ -14,7 +14,7 @@ import keras
 import pytest
 import yaml
 
-from keras_reid.gallery import embed_split
+from keras_reid.serving.gallery import embed_split
 from tests.console import finish, run, start
 from tests.data.fixtures import write_image
 from tests.faults.damage import DAMAGE, damage, unprivileged

@@ -1,4 +1,4 @@
-"""Sharded feature extraction: ``keras-reid embed`` and keras_reid.gallery.features."""
+"""Sharded feature extraction: ``keras-reid embed`` and keras_reid.serving.gallery.features."""
 
 import json
 import os
@@ -13,8 +13,8 @@ import pytest
 from keras_reid.data import load_dataset
 from keras_reid.data.images import load_image
 from keras_reid.errors import ReIDError
-from keras_reid.gallery import embed_split, model_fingerprint, read_features
-from keras_reid.gallery.features import shard_rows
+from keras_reid.serving.gallery import embed_split, model_fingerprint, read_features
+from keras_reid.serving.gallery.features import shard_rows
 from tests.console import run
 
 

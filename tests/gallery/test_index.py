@@ -14,10 +14,10 @@ import pytest
 from keras_reid.cli import main
 from keras_reid.data.images import load_image
 from keras_reid.errors import ReIDError
-from keras_reid.extractor import FeatureExtractor
-from keras_reid.gallery import FeatureSet, model_fingerprint, write_features
-from keras_reid.gallery.index import GalleryIndex, evaluate_with_index, search_images
-from keras_reid.metrics import evaluate
+from keras_reid.evaluation.metrics import evaluate
+from keras_reid.serving.extractor import FeatureExtractor
+from keras_reid.serving.gallery import FeatureSet, model_fingerprint, write_features
+from keras_reid.serving.gallery.index import GalleryIndex, evaluate_with_index, search_images
 from tests.console import run
 
 RNG = np.random.default_rng(0)

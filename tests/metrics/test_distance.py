@@ -5,7 +5,7 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from keras_reid.errors import ReIDError
-from keras_reid.metrics import l2_normalize, pairwise_distance
+from keras_reid.evaluation.metrics import l2_normalize, pairwise_distance
 
 
 @pytest.fixture

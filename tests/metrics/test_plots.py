@@ -9,9 +9,18 @@ import pytest
 
 from keras_reid.data import make_table
 from keras_reid.errors import ReIDError
-from keras_reid.metrics import evaluate, plot_cmc, plot_ranked_lists, rank_metrics
-from keras_reid.metrics.evaluate import rank_protocol
-from keras_reid.metrics.plots import HIT, IGNORED, MISS, QUERY, _choose_queries, ranked_lists
+from keras_reid.evaluation.metrics import evaluate, rank_metrics
+from keras_reid.evaluation.metrics.evaluate import rank_protocol
+from keras_reid.evaluation.plots import (
+    HIT,
+    IGNORED,
+    MISS,
+    QUERY,
+    _choose_queries,
+    plot_cmc,
+    plot_ranked_lists,
+    ranked_lists,
+)
 
 
 def count_colour(image_bgr, rgb):

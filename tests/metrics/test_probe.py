@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from keras_reid.metrics import probe_accuracy
+from keras_reid.evaluation.metrics import probe_accuracy
 
 
 def test_probe_reads_a_coded_label_and_not_noise():

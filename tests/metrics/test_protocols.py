@@ -9,7 +9,7 @@ import pytest
 
 from keras_reid.data import make_table
 from keras_reid.errors import ReIDError
-from keras_reid.metrics import (
+from keras_reid.evaluation.metrics import (
     cuhk03_single_shot,
     evaluate,
     format_results,
@@ -238,7 +238,7 @@ def test_warns_when_queries_with_unknown_cameras_are_in_the_gallery(toy_split, c
     query = query.assign(camid=-1)
     gallery = gallery.copy()
     gallery.loc[0, "path"] = query.path[0]
-    with caplog.at_level(logging.WARNING, logger="keras_reid.metrics"):
+    with caplog.at_level(logging.WARNING, logger="keras_reid.evaluation.metrics"):
         evaluate(q_feats, g_feats, query, gallery)
     assert "1 query image(s) are also in the gallery with an unknown camera" in caplog.text
 

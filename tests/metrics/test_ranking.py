@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from keras_reid.errors import ReIDError
-from keras_reid.metrics import (
+from keras_reid.evaluation.metrics import (
     RankResult,
     rank_metrics,
     rank_metrics_for_rules,

@@ -5,8 +5,8 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from keras_reid.errors import ReIDError
-from keras_reid.metrics import re_rank
-from keras_reid.metrics.rerank import _smallest
+from keras_reid.evaluation.metrics import re_rank
+from keras_reid.evaluation.metrics.rerank import _smallest
 
 
 def authors_re_ranking(q_g_dist, q_q_dist, g_g_dist, k1=20, k2=6, lambda_value=0.3):

@@ -14,10 +14,11 @@ from helpers import TINY_TRUNK, assert_records_versions
 
 from keras_reid.data.market1501 import read_market_layout
 from keras_reid.errors import ReIDError
-from keras_reid.inference import extract_features
-from keras_reid.metrics import evaluate
+from keras_reid.evaluation.evaluator import evaluate_model
+from keras_reid.evaluation.metrics import evaluate
+from keras_reid.evaluation.reports import results_markdown
 from keras_reid.models.embae import build_embae_model, with_nuisance_groups
-from keras_reid.reporting import evaluate_model, results_markdown
+from keras_reid.serving.extract import extract_features
 from keras_reid.training.embae import (
     VARIANTS,
     camera_probe,

@@ -194,7 +194,7 @@ def test_ten_view_scores_are_hermans_test_time_augmentation(tiny_run, tiny_synth
     import keras
 
     from keras_reid.data.market1501 import read_market_layout
-    from keras_reid.reporting import evaluate_model
+    from keras_reid.evaluation.evaluator import evaluate_model
 
     out, _ = tiny_run
     ten = pd.read_csv(out / "results_ten_views.csv")

@@ -3,7 +3,7 @@
 Stage 1 is the shared embedding recipe, the autoencoder stages are in
 :mod:`keras_reid.training.embae.stages`, the scores in
 :mod:`keras_reid.training.embae.scoring`, and the results files are written
-by :mod:`keras_reid.reporting`.
+by :mod:`keras_reid.evaluation.reports`.
 """
 
 import copy
@@ -15,6 +15,7 @@ import pandas as pd
 
 from keras_reid.config import call_section, check_run_dir, check_sections, prepare_run_dir
 from keras_reid.errors import ReIDError
+from keras_reid.evaluation.reports import brief_scores, write_score_results
 from keras_reid.models import build_model
 from keras_reid.models.embae import (
     adapt_embedding_statistics,
@@ -23,7 +24,7 @@ from keras_reid.models.embae import (
     stage1_dimensions,
 )
 from keras_reid.models.embedding import head_order
-from keras_reid.reporting import brief_scores, load_keras_model, write_score_results
+from keras_reid.serving.model_io import load_keras_model
 from keras_reid.training.embae.config import (
     SECTIONS,
     VARIANT_NUI,
@@ -51,7 +52,7 @@ from keras_reid.training.embedding import (
 )
 from keras_reid.training.feature_cache import cached_trunk_features
 from keras_reid.training.state import load_finished_model
-from keras_reid.training.training_data import TrainingData
+from keras_reid.training.training_data import TrainingData, note_unlabelled_target
 
 logger = logging.getLogger("keras_reid.training")
 
@@ -148,6 +149,7 @@ def train_embae(config, out, resume=False):
     check_run_dir(out, config, resume=resume)
     plan = stage1_plan(config, data, out, resume)
     out = prepare_run_dir(out, config, resume=resume)
+    note_unlabelled_target(data.target)
     keras.utils.set_random_seed(options.seed)
 
     stage1 = stage1_model(plan, data, out, resume)

@@ -9,8 +9,8 @@ import yaml
 
 from keras_reid.config import call_section
 from keras_reid.errors import ReIDError
-from keras_reid.metrics import evaluate, probe_accuracy
-from keras_reid.reporting import SCORE_COLUMNS
+from keras_reid.evaluation.metrics import evaluate, probe_accuracy
+from keras_reid.evaluation.reports import SCORE_COLUMNS
 from keras_reid.training.embae.config import VARIANTS, load_embae_data
 
 SCORES = SCORE_COLUMNS
@@ -55,7 +55,7 @@ def camera_probe(run, split="train", steps=1000):
     """How much camera information a finished run's features and z_id hold, on its target.
 
     EmbAE's premise is that z_nui takes the camera nuisance so that z_id
-    keeps identity. A linear probe (:func:`keras_reid.metrics.probe_accuracy`)
+    keeps identity. A linear probe (:func:`keras_reid.evaluation.metrics.probe_accuracy`)
     predicts the camera from the frozen trunk's features, from the baseline
     z_id and from each fine-tuned variant's z_id, trained on the images of half
     of the target's identities and scored on the other half. The run's feature

@@ -16,14 +16,13 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from keras_reid.errors import ReIDError
+from keras_reid.errors import ReIDError, one_line
 from keras_reid.fileio import write_text
 from keras_reid.models.embae import (
     build_embae_inference_model,
     set_trainable,
     with_nuisance_groups,
 )
-from keras_reid.reporting import one_line
 from keras_reid.training.embae.config import NUI_MODES, VARIANT_NUI
 from keras_reid.training.state import load_saved_model, save_model
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from keras_reid.config import accepted_keys, call_section, check_sections, section_options
 from keras_reid.data.dataset import ReIDDataset
 from keras_reid.errors import ReIDError
-from keras_reid.reporting import load_keras_model
+from keras_reid.serving.model_io import load_keras_model
 from keras_reid.training.optimizers import OPTIMIZERS
 from keras_reid.training.recipe import BATCH_KINDS, check_config
 from keras_reid.training.runner import TrainOptions

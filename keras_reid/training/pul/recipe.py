@@ -9,8 +9,8 @@ import pandas as pd
 
 from keras_reid.config import call_section, check_run_dir, check_sections, prepare_run_dir
 from keras_reid.errors import ReIDError
+from keras_reid.evaluation.reports import brief_scores, write_score_results
 from keras_reid.fileio import write_text
-from keras_reid.reporting import brief_scores, write_score_results
 from keras_reid.training.pul.config import (
     FINETUNE_LOSSES,
     SECTIONS,
@@ -23,7 +23,7 @@ from keras_reid.training.pul.config import (
 from keras_reid.training.pul.rounds import pseudo_labels, pul_model, reliable_dataset
 from keras_reid.training.pul.scoring import results_frame, score_row
 from keras_reid.training.recipe import train
-from keras_reid.training.training_data import TrainingData
+from keras_reid.training.training_data import TrainingData, note_unlabelled_target
 
 logger = logging.getLogger("keras_reid.training")
 
@@ -64,6 +64,7 @@ def train_pul(config, out, resume=False):
     check_run_dir(out, config, resume=resume)
     start, start_config = start_plan(config, data, run, out, resume)
     out = prepare_run_dir(out, config, resume=resume)
+    note_unlabelled_target(target)
     if start is None:
         logger.info("PUL: the start model on %s", ", ".join(d.label for d in data.sources))
         folder = os.path.join(out, "start")

@@ -7,8 +7,8 @@ from sklearn.cluster import KMeans
 
 from keras_reid.data.dataset import ReIDDataset
 from keras_reid.errors import ReIDError
-from keras_reid.inference import extract_features
 from keras_reid.layers.classification import ClassificationHead
+from keras_reid.serving.extract import extract_features
 
 
 def cluster_and_select(features, clusters, threshold, seed=0, n_init=10):

@@ -2,7 +2,8 @@
 
 import pandas as pd
 
-from keras_reid.reporting import SCORE_COLUMNS, evaluate_model
+from keras_reid.evaluation.evaluator import evaluate_model
+from keras_reid.evaluation.reports import SCORE_COLUMNS
 
 RESULT_COLUMNS = ("model", "iteration", "threshold", "selected", "clusters_used", *SCORE_COLUMNS)
 

@@ -1,56 +1,28 @@
-"""Feature extraction with test-time augmentation (TTA).
+"""Feature extraction with test-time augmentation (TTA): the one extraction core.
 
 TTA as in the triplet-loss papers (Hermans et al. 2017, Sec. 4.4): the
 embedding of an image is combined from its horizontal flip and/or crops of a
 slightly larger resize (the centre crop, or five crops: four corners + centre).
+:func:`extract_features` serves scoring, training-time validation, PUL's
+clustering and the EmbAE feature cache; :mod:`keras_reid.serving.extractor`
+wraps it for notebooks and the exports.
 """
 
 import math
 import weakref
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_reid._quiet import progress_wanted
 from keras_reid.data.images import IMAGE_ERRORS, explain_unreadable, load_image
 from keras_reid.errors import ReIDError
+from keras_reid.serving.model_io import model_image_size, takes_group
 
 TTA_MODES = (None, "flip", "center-crop", "five-crop", "five-crop-flip")
+
+
 COMBINE_MODES = ("mean", "norm_mean")
-
-
-def _takes_group(model):
-    """True for a model with a dict input holding "group" (EmbAE's inference model)."""
-    return isinstance(model.input, dict) and "group" in model.input
-
-
-def non_finite_weights(model):
-    """Names of the model's weights (trainable or not) holding a NaN or an infinity.
-
-    A diverged run can leave NaN weights while its logged loss looks finite
-    (BatchNorm statistics, for one, never enter the training loss). Training,
-    evaluation and export check this before they trust a model.
-
-    Example:
-        >>> if non_finite_weights(model):
-        ...     raise ReIDError("the model diverged")
-    """
-    return [
-        weight.path
-        for weight in model.weights
-        if not np.isfinite(keras.ops.convert_to_numpy(weight.value)).all()
-    ]
-
-
-def model_image_size(model):
-    """(height, width) of a model's image input (its only input, or the dict input "images")."""
-    structure = model.input
-    images = structure.get("images", model.inputs[0]) if isinstance(structure, dict) else None
-    shape = (images if images is not None else model.inputs[0]).shape
-    if len(shape) != 4 or shape[1] is None or shape[2] is None:
-        raise ReIDError(f"model input must be [batch, H, W, 3] images; got shape {tuple(shape)}.")
-    return int(shape[1]), int(shape[2])
 
 
 def tta_views(images, tta=None, image_size=None, crop_pad=0.125):
@@ -99,7 +71,7 @@ def _check_tta(tta, combine):
 _EMBED_FUNCTIONS = weakref.WeakKeyDictionary()
 
 
-def _embedding_function(model, output, tta, combine, crop_pad, takes_group):
+def _embedding_function(model, output, tta, combine, crop_pad, grouped):
     key = (output, tta, combine, crop_pad)
     functions = _EMBED_FUNCTIONS.setdefault(model, {})
     if key in functions:
@@ -114,7 +86,7 @@ def _embedding_function(model, output, tta, combine, crop_pad, takes_group):
         count = tf.shape(views)[0]
         flat = tf.reshape(views, [-1, height, width, 3])
         inputs = flat
-        if takes_group:  # EmbAE's inference model: z_id does not read the group
+        if grouped:  # EmbAE's inference model: z_id does not read the group
             inputs = {"images": flat, "group": tf.zeros(tf.shape(flat)[:1], tf.int32)}
         features = tf.cast(model_ref()(inputs, training=False)[output], tf.float32)
         if combine == "norm_mean":
@@ -167,8 +139,8 @@ def extract_features(
             f"the model has no output {output!r} (outputs: {', '.join(outputs) or 'none'}); "
             "expected a keras_reid model with a named embedding output."
         )
-    takes_group = _takes_group(model)
-    if takes_group and output != "embedding":
+    grouped = takes_group(model)
+    if grouped and output != "embedding":
         # z_id ignores the θ_nui group; z_nui depends on it.
         raise ReIDError(
             f"output {output!r} of model {model.name!r} depends on each image's θ_nui group; "
@@ -180,7 +152,7 @@ def extract_features(
         # ceil, not round: round(4.5) == 4 would leave a narrow model no room to crop.
         load_size = (math.ceil(height * (1 + crop_pad)), math.ceil(width * (1 + crop_pad)))
 
-    embed = _embedding_function(model, output, tta, combine, crop_pad, takes_group)
+    embed = _embedding_function(model, output, tta, combine, crop_pad, grouped)
     dataset = (
         tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string))
         .map(

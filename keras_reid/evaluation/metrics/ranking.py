@@ -54,7 +54,7 @@ import numpy as np
 
 from keras_reid.errors import ReIDError
 
-logger = logging.getLogger("keras_reid.metrics")
+logger = logging.getLogger("keras_reid.evaluation.metrics")
 
 RULES = ("market", "nd")
 
@@ -73,7 +73,7 @@ class RankResult:
         num_valid_queries: queries with at least one true match.
         num_skipped: queries without one (not included in any average).
         average_precision: per-query AP, NaN for skipped queries (used to
-            pick the worst queries in :func:`~keras_reid.metrics.plot_ranked_lists`).
+            pick the worst queries in :func:`~keras_reid.evaluation.metrics.plot_ranked_lists`).
 
     Example:
         >>> result = rank_metrics(dist, q_pids, g_pids, q_camids, g_camids)

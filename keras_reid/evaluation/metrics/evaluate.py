@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 
 from keras_reid.errors import ReIDError
-from keras_reid.metrics.distance import pairwise_distance
-from keras_reid.metrics.ranking import cuhk03_single_shot, rank_metrics_for_rules
-from keras_reid.metrics.rerank import re_rank
-from keras_reid.metrics.video import pool_tracklets
+from keras_reid.evaluation.metrics.distance import pairwise_distance
+from keras_reid.evaluation.metrics.ranking import cuhk03_single_shot, rank_metrics_for_rules
+from keras_reid.evaluation.metrics.rerank import re_rank
+from keras_reid.evaluation.metrics.video import pool_tracklets
 
-logger = logging.getLogger("keras_reid.metrics")
+logger = logging.getLogger("keras_reid.evaluation.metrics")
 
 PROTOCOLS = ("market", "cuhk03", "video")
 RERANK_OPTIONS = ("k1", "k2", "lambda_value")
@@ -80,10 +80,10 @@ class ProtocolRanking:
         dist: (num_query, num_gallery) distances the protocol ranks (after
             tracklet pooling and re-ranking, when they apply); None where
             they were scored in blocks and never held whole
-            (:func:`keras_reid.gallery.evaluate_with_index`).
+            (:func:`keras_reid.serving.gallery.evaluate_with_index`).
         query_table, gallery_table: the rows of ``dist``: the dataset tables,
             or for the video protocol one row per tracklet (from
-            :func:`~keras_reid.metrics.pool_tracklets`, ``path`` being the
+            :func:`~keras_reid.evaluation.metrics.pool_tracklets`, ``path`` being the
             tracklet's middle frame).
         results: ``{"market": RankResult, "nd": RankResult}``; each result's
             ``average_precision`` is the protocol's per-query AP.

@@ -1,7 +1,7 @@
 """ONNX export: :func:`export_onnx` (``keras-reid export --format onnx``).
 
 The ONNX file holds the computation of the SavedModel's ``serving_default``
-signature (:func:`keras_reid.extractor.serve_outputs`), pre-processing and
+signature (:func:`keras_reid.serving.extractor.serve_outputs`), pre-processing and
 flip TTA included, converted by tf2onnx:
 
 - input ``images``: uint8 ``[batch, H, W, 3]`` RGB at the model's size;
@@ -32,9 +32,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_reid.errors import ReIDError
-from keras_reid.export import _quiet_info, export_record, prepare_model
-from keras_reid.extractor import check_served_tta, serve_outputs
 from keras_reid.fileio import atomic_output, remove_stale_temporaries
+from keras_reid.serving.extractor import check_served_tta, serve_outputs
+from keras_reid.serving.savedmodel import _quiet_info, export_record, prepare_model
 
 # tf2onnx 1.17 converts to these opsets (None: its preferred one).
 OPSETS = range(13, 19)

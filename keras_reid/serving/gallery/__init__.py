@@ -1,13 +1,13 @@
 """Galleries past one machine: sharded feature extraction and a faiss gallery index."""
 
-from keras_reid.gallery.features import (
+from keras_reid.serving.gallery.features import (
     FeatureSet,
     embed_split,
     model_fingerprint,
     read_features,
     write_features,
 )
-from keras_reid.gallery.index import (
+from keras_reid.serving.gallery.index import (
     GalleryIndex,
     build_index,
     evaluate_with_index,

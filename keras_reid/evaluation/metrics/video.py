@@ -3,7 +3,7 @@
 The video protocol (MARS, Zheng et al., ECCV 2016) ranks tracklets, not
 frames: each tracklet's frame features are averaged (or max-pooled) and the
 tracklets are then scored with the Market-1501 rule of
-:func:`~keras_reid.metrics.rank_metrics` (MARS marks junk tracklets with pid
+:func:`~keras_reid.evaluation.metrics.rank_metrics` (MARS marks junk tracklets with pid
 -1 and distractors with pid 0, like Market-1501, and its gallery holds the
 query tracklets, which that rule ignores as same id and same camera).
 """

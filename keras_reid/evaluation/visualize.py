@@ -101,8 +101,12 @@ def write_attention_maps(model, paths, out, batch_size=32):
     """
     import cv2
 
-    from keras_reid.inference import model_image_size
-    from keras_reid.reporting import as_dict_outputs, check_model, load_keras_model
+    from keras_reid.serving.model_io import (
+        as_dict_outputs,
+        check_model,
+        load_keras_model,
+        model_image_size,
+    )
 
     if isinstance(model, (str, os.PathLike)):
         model = load_keras_model(model, output="attention")

@@ -1,4 +1,4 @@
-"""Evaluation: distances, ranking protocols, re-ranking, results tables and plots.
+"""Metrics: distances, ranking protocols, re-ranking and results rows.
 
 Features in, numbers out; nothing here needs the model.
 
@@ -11,24 +11,22 @@ Features in, numbers out; nothing here needs the model.
 * :func:`re_rank` - k-reciprocal re-ranking (Zhong et al., CVPR 2017).
 * :func:`evaluate` - all of the above from features and tables to one
   results-table row; :func:`format_results` prints it in percent.
-* :func:`plot_cmc`, :func:`plot_ranked_lists` - figures.
 * :func:`probe_accuracy` - a linear probe: how much of a label (e.g. the
   camera) a feature set holds.
 """
 
-from keras_reid.metrics.distance import l2_normalize, pairwise_distance
-from keras_reid.metrics.evaluate import evaluate, format_results
-from keras_reid.metrics.plots import plot_cmc, plot_ranked_lists, plot_scores
-from keras_reid.metrics.probe import probe_accuracy
-from keras_reid.metrics.ranking import (
+from keras_reid.evaluation.metrics.distance import l2_normalize, pairwise_distance
+from keras_reid.evaluation.metrics.evaluate import evaluate, format_results
+from keras_reid.evaluation.metrics.probe import probe_accuracy
+from keras_reid.evaluation.metrics.ranking import (
     RankResult,
     cuhk03_single_shot,
     rank_metrics,
     rank_metrics_for_rules,
     rank_metrics_in_blocks,
 )
-from keras_reid.metrics.rerank import re_rank
-from keras_reid.metrics.video import pool_tracklets
+from keras_reid.evaluation.metrics.rerank import re_rank
+from keras_reid.evaluation.metrics.video import pool_tracklets
 
 __all__ = [
     "RankResult",
@@ -37,9 +35,6 @@ __all__ = [
     "format_results",
     "l2_normalize",
     "pairwise_distance",
-    "plot_cmc",
-    "plot_ranked_lists",
-    "plot_scores",
     "pool_tracklets",
     "probe_accuracy",
     "rank_metrics",

@@ -27,7 +27,7 @@ SHA-256 of ``faiss.index``, checked at load: another index's file of the same
 size would search silently).
 
 Example:
-    >>> from keras_reid.gallery import GalleryIndex, read_features
+    >>> from keras_reid.serving.gallery import GalleryIndex, read_features
     >>> index = GalleryIndex.build(read_features(["features/gallery"]), kind="hnsw")
     >>> index.save("indexes/market")
     >>> hits = GalleryIndex.load("indexes/market").search(query_embeddings, top=10)
@@ -47,7 +47,7 @@ from keras_reid.fileio import (
     remove_stale_temporaries,
     temporary_folder,
 )
-from keras_reid.gallery.features import _read_parquet, model_fingerprint, read_features
+from keras_reid.serving.gallery.features import _read_parquet, model_fingerprint, read_features
 
 KINDS = ("exact", "hnsw", "ivf")
 # Defaults: the "build" parameters are fixed in the index; the "search" ones
@@ -204,8 +204,8 @@ class GalleryIndex:
         """An index of ``features``.
 
         Args:
-            features: a :class:`~keras_reid.gallery.FeatureSet` (from
-                :func:`~keras_reid.gallery.read_features`), a list of them (one
+            features: a :class:`~keras_reid.serving.gallery.FeatureSet` (from
+                :func:`~keras_reid.serving.gallery.read_features`), a list of them (one
                 model, dimension and tta), or a float32 array ``[N, D]`` of
                 L2-normalised embeddings with ``table``.
             table: the rows of an array's embeddings (path, pid, camid, ...).
@@ -260,7 +260,7 @@ class GalleryIndex:
         _check_unit_norm(
             embeddings,
             f"gallery features of {source}",
-            "normalise them (keras_reid.metrics.l2_normalize) before indexing",
+            "normalise them (keras_reid.evaluation.metrics.l2_normalize) before indexing",
         )
         for column in ("path", "pid", "camid"):
             if column not in table.columns:
@@ -452,7 +452,7 @@ class GalleryIndex:
     def distances(self, embeddings, search_all=None):
         """Cosine distances ``1 - score`` from every query to every gallery row, ``[Q, N]``.
 
-        In gallery order, for :func:`keras_reid.metrics.rank_metrics` to score
+        In gallery order, for :func:`keras_reid.evaluation.metrics.rank_metrics` to score
         with its protocol (ties broken by gallery order, as for ``evaluate``).
         The exact index scores every row with one float32 matrix product of
         the queries and its stored vectors: the computation of
@@ -462,7 +462,7 @@ class GalleryIndex:
         the hits; rows it does not return get distance 2 (the largest cosine
         distance) and rank last. Memory: 4 bytes per query and gallery row.
         """
-        from keras_reid.metrics.distance import pairwise_distance
+        from keras_reid.evaluation.metrics.distance import pairwise_distance
 
         embeddings = _as_embeddings(embeddings, "query embeddings", self.dim)
         if search_all is None:
@@ -563,7 +563,8 @@ def search_images(index, model, images, top=10, tta="index", batch_size=128):
     Returns:
         :meth:`GalleryIndex.search`'s DataFrame with a ``query_path`` column.
     """
-    from keras_reid.extractor import SERVED_TTA, FeatureExtractor, load_model
+    from keras_reid.serving.extractor import SERVED_TTA, FeatureExtractor
+    from keras_reid.serving.model_io import load_model
 
     if not isinstance(index, GalleryIndex):
         index = GalleryIndex.load(index)
@@ -593,9 +594,9 @@ def evaluate_with_index(
 
     The index ranks the whole gallery for every query (:meth:`GalleryIndex.distances`),
     ``block_queries`` queries at a time; the ranking is scored by
-    :func:`keras_reid.metrics.rank_metrics_in_blocks` (junk pid -1 and
+    :func:`keras_reid.evaluation.metrics.rank_metrics_in_blocks` (junk pid -1 and
     same-id same-camera gallery rows ignored), as
-    :func:`keras_reid.metrics.evaluate` does. With an exact index the row
+    :func:`keras_reid.evaluation.metrics.evaluate` does. With an exact index the row
     equals ``evaluate(query_features, gallery_features, query_table,
     gallery_table, metric="cosine")``, whatever the block size.
 
@@ -606,13 +607,13 @@ def evaluate_with_index(
             is scored without its ``num_query x num_gallery`` matrix.
 
     Returns:
-        :func:`~keras_reid.metrics.evaluate`'s one-row DataFrame.
+        :func:`~keras_reid.evaluation.metrics.evaluate`'s one-row DataFrame.
 
     Example:
         >>> row = evaluate_with_index(index, query.embeddings, query.table)
     """
-    from keras_reid.metrics.evaluate import ProtocolRanking, _check_table, results_row
-    from keras_reid.metrics.ranking import rank_metrics_in_blocks
+    from keras_reid.evaluation.metrics.evaluate import ProtocolRanking, _check_table, results_row
+    from keras_reid.evaluation.metrics.ranking import rank_metrics_in_blocks
 
     ranks = tuple(ranks)
     _check_table(query_table, query_features, "query")

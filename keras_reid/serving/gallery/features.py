@@ -142,7 +142,8 @@ def embed_split(
     """
     from keras_reid import __version__
     from keras_reid.data import load_dataset, parse_spec
-    from keras_reid.extractor import FeatureExtractor, load_model
+    from keras_reid.serving.extractor import FeatureExtractor
+    from keras_reid.serving.model_io import load_model
 
     num_shards = _positive_int(num_shards, "num_shards")
     shard = _positive_int(shard, "shard", minimum=0)

@@ -1,7 +1,7 @@
 """Embeddings from a trained model in a notebook or a script: :class:`FeatureExtractor`.
 
 The extractor computes exactly what the exported SavedModel serves
-(:mod:`keras_reid.export` builds its signatures from :func:`serve_outputs`):
+(:mod:`keras_reid.serving.savedmodel` builds its signatures from :func:`serve_outputs`):
 raw uint8 RGB at the model's size in, the embedding L2-normalised out,
 optionally averaged with the horizontal flip first (Hermans et al. 2017,
 Sec. 4.4). EmbAE's z_nui ("nuisance") is returned as the model gives it.
@@ -15,7 +15,6 @@ Example:
 """
 
 import os
-from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -26,110 +25,17 @@ from keras_reid._quiet import progress_wanted
 from keras_reid.data.images import IMAGE_ERRORS, explain_unreadable
 from keras_reid.data.pipeline import inference_batches
 from keras_reid.errors import ReIDError
-from keras_reid.inference import tta_views
-from keras_reid.layers.grouped import GroupedDense
-from keras_reid.reporting import (
+from keras_reid.serving.extract import tta_views
+from keras_reid.serving.model_io import (
     as_dict_outputs,
     check_finite_features,
     check_finite_weights,
-    load_keras_model,
+    inspect_model,
+    load_model,
 )
 
-# The outputs a served model returns, in this order, where the model has them.
-SERVED_OUTPUTS = ("embedding", "nuisance")
 # Test-time augmentation that can live inside a fixed-size serving graph.
 SERVED_TTA = (None, "flip")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What serving needs to know about a keras_reid model.
-
-    Attributes:
-        image_size: (height, width) of the image input.
-        takes_group: the model has a "group" input (EmbAE's θ_nui group).
-        groups: number of θ_nui weight sets (1 when there is no group input).
-        outputs: the served outputs the model has, e.g. ("embedding", "nuisance").
-        dims: the size of each served output.
-    """
-
-    image_size: tuple
-    takes_group: bool
-    groups: int
-    outputs: tuple
-    dims: dict
-
-
-def _nested_layers(model):
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from _nested_layers(layer)
-
-
-def inspect_model(model):
-    """The :class:`ModelSpec` of a keras_reid model, or a ReIDError naming the expected form.
-
-    A servable model takes raw RGB images ``[batch, H, W, 3]`` (a single input,
-    or a dict input "images" with an optional int "group") and has a named
-    output "embedding" (and, for EmbAE, "nuisance"): a dict key, or the name
-    of the layer of a single plain-tensor output.
-
-    Example:
-        >>> inspect_model(model).image_size
-        (128, 64)
-    """
-    if not isinstance(model, keras.Model):
-        raise ReIDError(
-            f"expected a keras.Model or the path of a .keras file; got {type(model).__name__}."
-        )
-    model = as_dict_outputs(model)
-    outputs = tuple(model.output_names)
-    if "embedding" not in outputs:
-        raise ReIDError(
-            f"model {model.name!r} has no 'embedding' output (outputs: {', '.join(outputs)}); "
-            "expected a keras_reid model with a named embedding output."
-        )
-    structure = model.input
-    if isinstance(structure, dict):
-        unknown = sorted(set(structure) - {"images", "group"})
-        if "images" not in structure or unknown:
-            raise ReIDError(
-                f"model {model.name!r} takes the inputs {', '.join(sorted(structure))}; expected "
-                "images [batch, H, W, 3] (and optionally group), e.g. EmbAE's inference.keras "
-                "rather than its autoencoder model.keras."
-            )
-        images = structure["images"]
-    elif isinstance(structure, (list, tuple)):
-        raise ReIDError(
-            f"model {model.name!r} takes {len(structure)} inputs; expected one image input "
-            "[batch, H, W, 3] or a dict with 'images' (and optionally 'group')."
-        )
-    else:
-        images = structure
-    shape = tuple(images.shape)
-    if len(shape) == 4 and None not in shape[1:] and shape[3] != 3:
-        raise ReIDError(
-            f"model {model.name!r} takes {shape[3]}-channel images {shape}; keras_reid feeds "
-            f"RGB images [batch, H, W, 3]: build the model with input_shape=({shape[1]}, "
-            f"{shape[2]}, 3) (a grey image is RGB with three equal channels)."
-        )
-    if len(shape) != 4 or shape[1] is None or shape[2] is None or shape[3] != 3:
-        raise ReIDError(
-            f"model {model.name!r} has an image input of shape {shape}; expected "
-            "[batch, H, W, 3] with a fixed H and W."
-        )
-    takes_group = isinstance(structure, dict) and "group" in structure
-    groups = 1
-    if takes_group:
-        grouped = [
-            layer.groups for layer in _nested_layers(model) if isinstance(layer, GroupedDense)
-        ]
-        groups = max(grouped, default=1)
-    served = tuple(name for name in SERVED_OUTPUTS if name in outputs)
-    by_name = dict(zip(outputs, model.outputs, strict=True))
-    dims = {name: int(by_name[name].shape[-1]) for name in served}
-    return ModelSpec((int(shape[1]), int(shape[2])), takes_group, groups, served, dims)
 
 
 def check_served_tta(tta):
@@ -137,7 +43,7 @@ def check_served_tta(tta):
     if tta not in SERVED_TTA:
         raise ReIDError(
             f"unknown tta {tta!r} for serving; expected None or 'flip' (crop TTA needs images "
-            "larger than the model's input: use keras_reid.inference.extract_features)."
+            "larger than the model's input: use keras_reid.serving.extract.extract_features)."
         )
 
 
@@ -230,29 +136,6 @@ def serve_outputs(model, spec, images, group=None, tta=None, normalize=True):
     return result
 
 
-def load_model(path, output="embedding"):
-    """Load a keras_reid ``.keras`` model, with one-line errors for a wrong path or model.
-
-    ``keras.models.load_model(path)`` works too after ``import keras_reid``;
-    this adds the checks: the file exists, is a Keras model, has the
-    ``output`` (default "embedding"), takes RGB images and holds no NaN or
-    infinite weight. A model whose single plain-tensor output comes from a
-    layer named "embedding" is returned wrapped with a dict output.
-
-    Example:
-        >>> model = keras_reid.load_model("runs/emb/model.keras")
-    """
-    path = os.path.abspath(os.path.expanduser(os.fspath(path)))
-    if os.path.isdir(path):
-        hint = (
-            " (a SavedModel: load it with tf.saved_model.load)"
-            if os.path.isfile(os.path.join(path, "saved_model.pb"))
-            else ""
-        )
-        raise ReIDError(f"{path} is a folder{hint}; pass the path of a .keras model file.")
-    return load_keras_model(path, output=output)
-
-
 def _as_paths(items):
     paths = [os.fspath(item) for item in items]
     # Only what is not there at all: a folder, a symlink loop or a damaged
@@ -278,7 +161,7 @@ class FeatureExtractor:
     """Embeddings of image files, uint8 arrays or dataset tables, as numpy arrays.
 
     The same computation as the exported SavedModel's signatures (see
-    :mod:`keras_reid.export`): an extractor and a TF Serving deployment of
+    :mod:`keras_reid.serving.savedmodel`): an extractor and a TF Serving deployment of
     the same model return the same vectors.
 
     Args:

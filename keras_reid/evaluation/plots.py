@@ -12,13 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from keras_reid.errors import ReIDError
-from keras_reid.fileio import atomic_output
-from keras_reid.metrics.ranking import (
+from keras_reid.evaluation.metrics.ranking import (
     RankResult,
     check_ranking_inputs,
     query_ranking,
     rank_metrics,
 )
+from keras_reid.fileio import atomic_output
 
 # Border colours of the ranked-list figure (RGB).
 HIT = (46, 160, 67)
@@ -56,7 +56,7 @@ def plot_cmc(results, out_path, title="CMC", max_rank=None):
 
     Args:
         results: dict name -> CMC array (``cmc[k - 1]`` = Rank-k, fractions) or
-            :class:`~keras_reid.metrics.RankResult`.
+            :class:`~keras_reid.evaluation.metrics.RankResult`.
         out_path: file to write (.png, .pdf, .svg, ...), replaced atomically.
         title: figure title (default "CMC").
         max_rank: last rank shown (default: the longest curve).
@@ -169,14 +169,14 @@ def ranked_lists(
     """What :func:`plot_ranked_lists` draws: per chosen query, its ranked gallery entries.
 
     The order, ranks and ignore rule are the protocol's own
-    (:func:`~keras_reid.metrics.ranking.query_ranking`) and the AP is
-    :func:`~keras_reid.metrics.rank_metrics`' per-query AP, so the figure and
+    (:func:`~keras_reid.evaluation.metrics.ranking.query_ranking`) and the AP is
+    :func:`~keras_reid.evaluation.metrics.rank_metrics`' per-query AP, so the figure and
     the metrics cannot disagree.
 
     Args:
         dist, q_pids, g_pids, q_camids, g_camids: as for :func:`rank_metrics`
             (for video: tracklet distances and labels, see
-            :func:`~keras_reid.metrics.evaluate.rank_protocol`).
+            :func:`~keras_reid.evaluation.metrics.evaluate.rank_protocol`).
         num_queries, top_k, worst_first, different_camera_only, query_indices,
         seed, show_ignored: as for :func:`plot_ranked_lists`.
 
@@ -273,7 +273,7 @@ def plot_ranked_lists(
     gives these numbers). Titles also give each entry's id and distance.
 
     For video, pass the tracklet distances and tables the video protocol
-    ranks (:func:`~keras_reid.metrics.evaluate.rank_protocol` with
+    ranks (:func:`~keras_reid.evaluation.metrics.evaluate.rank_protocol` with
     ``protocol="video"``): each entry is then a tracklet, drawn as the frame
     in its table's ``path`` (there: the middle frame) and titled with its
     tracklet number and frame count (``T12x24``). Frame tables (several rows

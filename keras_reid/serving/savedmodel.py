@@ -25,7 +25,7 @@ model whose weights or outputs are not finite (a diverged run) is refused.
 
 ``assets.extra/tf_serving_warmup_requests`` holds TF Serving warm-up requests
 (:func:`warmup_requests`), which the server replays when it loads the version.
-:func:`keras_reid.export_onnx.export_onnx` writes the ``serving_default``
+:func:`keras_reid.serving.onnx.export_onnx` writes the ``serving_default``
 computation as an ONNX file instead.
 
 The graph is plain TensorFlow: loading it needs neither Keras nor keras_reid.
@@ -43,15 +43,15 @@ import keras
 import tensorflow as tf
 
 from keras_reid.errors import ReIDError
-from keras_reid.extractor import (
-    check_batch,
-    check_served_tta,
+from keras_reid.fileio import install_folder, remove_stale_temporaries, temporary_folder
+from keras_reid.serving.extractor import check_batch, check_served_tta, serve_outputs
+from keras_reid.serving.model_io import (
+    as_dict_outputs,
+    check_finite_features,
+    check_finite_weights,
     inspect_model,
     load_model,
-    serve_outputs,
 )
-from keras_reid.fileio import install_folder, remove_stale_temporaries, temporary_folder
-from keras_reid.reporting import as_dict_outputs, check_finite_features, check_finite_weights
 
 SIGNATURES = ("serving_default", "embed_encoded")
 # TF Serving reads warm-up requests from this file in the version's assets.extra/.
@@ -342,7 +342,7 @@ def warmup_requests(spec, name):
     through its groups, so every group's branch runs.
 
     Args:
-        spec: the model's :class:`~keras_reid.extractor.ModelSpec`.
+        spec: the model's :class:`~keras_reid.serving.model_io.ModelSpec`.
         name: the model name TF Serving serves it under (the ``NAME`` folder).
     """
     predict_pb2, prediction_log_pb2 = _serving_apis()
