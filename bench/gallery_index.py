@@ -46,7 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_speed import market_like  # noqa: E402
 
 from keras_reid.evaluation.metrics import evaluate  # noqa: E402
-from keras_reid.serving.gallery.index import GalleryIndex, evaluate_with_index, recall_at  # noqa: E402
+from keras_reid.serving.gallery.index import GalleryIndex, recall_at
+from keras_reid.serving.gallery.search import evaluate_with_index
 
 KINDS = {
     "exact": {},

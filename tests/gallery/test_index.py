@@ -17,7 +17,8 @@ from keras_reid.errors import ReIDError
 from keras_reid.evaluation.metrics import evaluate
 from keras_reid.serving.extractor import FeatureExtractor
 from keras_reid.serving.gallery import FeatureSet, model_fingerprint, write_features
-from keras_reid.serving.gallery.index import GalleryIndex, evaluate_with_index, search_images
+from keras_reid.serving.gallery.index import GalleryIndex
+from keras_reid.serving.gallery.search import evaluate_with_index, search_images
 from tests.console import run
 
 RNG = np.random.default_rng(0)

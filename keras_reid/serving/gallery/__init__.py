@@ -7,12 +7,8 @@ from keras_reid.serving.gallery.features import (
     read_features,
     write_features,
 )
-from keras_reid.serving.gallery.index import (
-    GalleryIndex,
-    build_index,
-    evaluate_with_index,
-    search_images,
-)
+from keras_reid.serving.gallery.index import GalleryIndex
+from keras_reid.serving.gallery.search import build_index, evaluate_with_index, search_images
 
 __all__ = [
     "FeatureSet",

@@ -47,9 +47,11 @@ from keras_reid.fileio import (
     remove_stale_temporaries,
     temporary_folder,
 )
-from keras_reid.serving.gallery.features import _read_parquet, model_fingerprint, read_features
+from keras_reid.serving.gallery.features import _read_parquet
 
 KINDS = ("exact", "hnsw", "ivf")
+
+
 # Defaults: the "build" parameters are fixed in the index; the "search" ones
 # (ef_search, nprobe) can be changed after loading (GalleryIndex.set_params).
 DEFAULT_PARAMS = {
@@ -59,19 +61,37 @@ DEFAULT_PARAMS = {
     # on 64 images per cell (faiss wants 39 to 256), or every image if fewer.
     "ivf": {"nlist": None, "nprobe": 32, "train_size": None, "seed": 0},
 }
+
+
 SEARCH_PARAMS = {"hnsw": ("ef_search",), "ivf": ("nprobe",)}
+
+
 INDEX_FILE = "faiss.index"
+
+
 ROWS_FILE = "rows.parquet"
+
+
 META_FILE = "index.json"
+
+
 FORMAT_VERSION = 1
+
+
 # Rows further than this from unit norm are not L2-normalised embeddings.
 NORM_TOLERANCE = 1e-3
+
+
 # The columns a hit shows first; the table's other columns follow.
 HIT_COLUMNS = ("query", "rank", "score", "pid", "camid", "path", "dataset")
+
+
 # Query rows searched at a time by distances(): 256 x the gallery's int64 ids.
 _CHUNK_ROWS = 256
+
+
 # Distances in one block of evaluate_with_index (float32: 256 MB).
-_BLOCK_DISTANCES = 2**26
+BLOCK_DISTANCES = 2**26
 
 
 def _faiss():
@@ -529,113 +549,3 @@ def recall_at(found, truth):
     found, truth = np.asarray(found), np.asarray(truth)
     hits = [len(np.intersect1d(f[f >= 0], t[t >= 0])) for f, t in zip(found, truth, strict=True)]
     return float(np.sum(hits) / max(1, np.sum(truth >= 0)))
-
-
-def build_index(paths, out, kind="exact", overwrite=False, **params):
-    """Read the features files ``paths``, index them and save the index to ``out``.
-
-    What ``keras-reid index build`` runs. Returns the :class:`GalleryIndex`.
-    """
-    out = os.path.abspath(os.path.expanduser(os.fspath(out)))
-    if os.path.isdir(out) and os.listdir(out) and not overwrite:
-        # Before reading (possibly) millions of rows.
-        raise ReIDError(f"{out} exists and is not empty; choose another --out or pass --overwrite.")
-    index = GalleryIndex.build(read_features(paths), kind=kind, **params)
-    index.save(out, overwrite=overwrite)
-    return index
-
-
-def search_images(index, model, images, top=10, tta="index", batch_size=128):
-    """Embed image files with ``model`` and search them in ``index``: one DataFrame of hits.
-
-    What ``keras-reid search`` runs. The model must be the index's (same
-    dimension and weights: a one-line error otherwise); images are embedded
-    with the index's test-time augmentation unless ``tta`` (None or "flip")
-    says otherwise.
-
-    Args:
-        index: a :class:`GalleryIndex` or the path of an index folder.
-        model: the path of the ``.keras`` model (or a ``keras.Model``).
-        images: image file paths, any size.
-        top: hits per query (default 10).
-        tta: "index" (default: as the index's features), None or "flip".
-
-    Returns:
-        :meth:`GalleryIndex.search`'s DataFrame with a ``query_path`` column.
-    """
-    from keras_reid.serving.extractor import SERVED_TTA, FeatureExtractor
-    from keras_reid.serving.model_io import load_model
-
-    if not isinstance(index, GalleryIndex):
-        index = GalleryIndex.load(index)
-    if tta == "index":
-        tta = index.meta.get("tta")
-        if tta not in SERVED_TTA:
-            raise ReIDError(
-                f"the index's features were embedded with tta {tta!r}, which search cannot "
-                f"apply; expected one of: {', '.join(map(str, SERVED_TTA))}."
-            )
-    path = None
-    if isinstance(model, (str, os.PathLike)):
-        path = os.path.abspath(os.path.expanduser(os.fspath(model)))
-        model = load_model(path)
-    extractor = FeatureExtractor(model, batch_size=batch_size, tta=tta)
-    index.check_model(model_fingerprint(extractor.model), extractor.spec.dims["embedding"], path)
-    images = [os.fspath(image) for image in images]
-    hits = index.search(extractor.embed(images), top=top)
-    hits.insert(1, "query_path", np.asarray(images, dtype=object)[hits["query"].to_numpy()])
-    return hits
-
-
-def evaluate_with_index(
-    index, query_features, query_table, ranks=(1, 5, 10), search_all=None, block_queries=None
-):
-    """Score a query set against the index's gallery with the Market-1501 rule.
-
-    The index ranks the whole gallery for every query (:meth:`GalleryIndex.distances`),
-    ``block_queries`` queries at a time; the ranking is scored by
-    :func:`keras_reid.evaluation.metrics.rank_metrics_in_blocks` (junk pid -1 and
-    same-id same-camera gallery rows ignored), as
-    :func:`keras_reid.evaluation.metrics.evaluate` does. With an exact index the row
-    equals ``evaluate(query_features, gallery_features, query_table,
-    gallery_table, metric="cosine")``, whatever the block size.
-
-    Args:
-        search_all: see :meth:`GalleryIndex.distances`.
-        block_queries: queries per distance block. Default: as many as keep a
-            block within 2**26 distances (256 MB), so a gallery of millions
-            is scored without its ``num_query x num_gallery`` matrix.
-
-    Returns:
-        :func:`~keras_reid.evaluation.metrics.evaluate`'s one-row DataFrame.
-
-    Example:
-        >>> row = evaluate_with_index(index, query.embeddings, query.table)
-    """
-    from keras_reid.evaluation.metrics.evaluate import ProtocolRanking, _check_table, results_row
-    from keras_reid.evaluation.metrics.ranking import rank_metrics_in_blocks
-
-    ranks = tuple(ranks)
-    _check_table(query_table, query_features, "query")
-    if block_queries is None:
-        block_queries = max(1, _BLOCK_DISTANCES // max(1, len(index)))
-    if isinstance(block_queries, bool) or not isinstance(block_queries, int) or block_queries < 1:
-        raise ReIDError(
-            f"block_queries must be a positive integer. Received: block_queries={block_queries!r}"
-        )
-    features = np.asarray(query_features)
-    blocks = (
-        (start, index.distances(features[start : start + block_queries], search_all=search_all))
-        for start in range(0, len(features), block_queries)
-    )
-    results = rank_metrics_in_blocks(
-        blocks,
-        query_table["pid"].to_numpy(),
-        index.table["pid"].to_numpy(),
-        query_table["camid"].to_numpy(),
-        index.table["camid"].to_numpy(),
-        max_rank=int(max(ranks)),
-    )
-    # No distance matrix: the row needs only the results and the tables.
-    ranking = ProtocolRanking(None, query_table, index.table, results, "market")
-    return results_row(ranking, ranks, metric=f"cosine ({index.kind} index)")
