@@ -15,6 +15,7 @@ import logging
 import numpy as np
 import tensorflow as tf
 
+from keras_reid.checks import is_int
 from keras_reid.data.dataset import named_tables
 from keras_reid.data.images import IMAGE_ERRORS, explain_unreadable, load_image
 from keras_reid.errors import ReIDError
@@ -39,13 +40,13 @@ def _check_image_size(image_size):
 
 def _positive(**values):
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        if not is_int(value, minimum=1, numpy=True):
             raise ReIDError(f"{name} must be a positive integer. Received: {name}={value!r}")
 
 
 def _non_negative(**values):
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        if not is_int(value, minimum=0, numpy=True):
             raise ReIDError(f"{name} must be an integer >= 0. Received: {name}={value!r}")
 
 

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from keras_reid.checks import is_int
 from keras_reid.data.dataset import ReIDDataset
 from keras_reid.errors import ReIDError
 from keras_reid.fileio import atomic_output
@@ -113,9 +114,9 @@ def contact_sheet(tables, out_path, ids=4, per_camera=1, thumb=(64, 32), seed=0)
         >>> source, target = load_dataset("synth-a"), load_dataset("synth-b")
         >>> contact_sheet({"synth-a": source.train, "synth-b": target.train}, "domains.png")
     """
-    if isinstance(ids, bool) or not isinstance(ids, int) or ids < 1:
+    if not is_int(ids, minimum=1):
         raise ReIDError(f"contact_sheet: ids must be an integer >= 1. Received: ids={ids!r}")
-    if isinstance(per_camera, bool) or not isinstance(per_camera, int) or per_camera < 1:
+    if not is_int(per_camera, minimum=1):
         raise ReIDError(
             "contact_sheet: per_camera must be an integer >= 1. "
             f"Received: per_camera={per_camera!r}"

@@ -7,6 +7,7 @@ which works on features and tables only.
 
 import os
 
+from keras_reid.checks import is_int
 from keras_reid.data.images import IMAGE_ERRORS, explain_unreadable
 from keras_reid.errors import ReIDError
 from keras_reid.evaluation.metrics.evaluate import rank_protocol, results_row
@@ -54,7 +55,7 @@ def evaluate_model(
     Example:
         >>> row = evaluate_model("runs/emb/model.keras", load_dataset("synth-b"), tta="flip")
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not is_int(batch_size, minimum=1):
         raise ReIDError(
             f"batch size (--batch-size) must be a positive integer, e.g. 128 (lower it if "
             f"memory runs out). Received: batch_size={batch_size!r}"

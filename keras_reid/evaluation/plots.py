@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from keras_reid.checks import is_int
 from keras_reid.errors import ReIDError
 from keras_reid.evaluation.metrics.ranking import (
     RankResult,
@@ -190,7 +191,7 @@ def ranked_lists(
     dist, q_pids, g_pids, q_camids, g_camids = check_ranking_inputs(
         dist, q_pids, g_pids, q_camids, g_camids
     )
-    if isinstance(top_k, bool) or not isinstance(top_k, int | np.integer) or top_k < 1:
+    if not is_int(top_k, minimum=1, numpy=True):
         raise ReIDError(f"top_k must be a positive integer. Received: top_k={top_k!r}")
     ap = rank_metrics(
         dist, q_pids, g_pids, q_camids, g_camids, max_rank=1,

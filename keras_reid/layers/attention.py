@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_reid.losses.distance import l2_normalize
+from keras_reid.ops import l2_normalize
 
 
 def _attention(features):

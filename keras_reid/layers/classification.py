@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_reid.checks import is_int
+
 
 @keras.saving.register_keras_serializable(package="keras_reid")
 class ClassificationHead(keras.layers.Layer):
@@ -23,7 +25,7 @@ class ClassificationHead(keras.layers.Layer):
 
     def __init__(self, num_classes, dropout=0.0, use_bias=True, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        if not is_int(num_classes, minimum=1):
             raise ValueError(
                 f"`num_classes` must be a positive integer. Received: num_classes={num_classes!r}"
             )

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_reid.losses.distance import check_non_negative
+from keras_reid.checks import check_non_negative
 
 
 @keras.saving.register_keras_serializable(package="keras_reid")

@@ -1,9 +1,10 @@
 """A dense layer holding one weight set per group (camera, dataset): EmbAE's per-camera f_nui."""
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
+
+from keras_reid.checks import is_int
 
 
 def _per_group(initializer, groups):
@@ -91,7 +92,7 @@ class GroupedDense(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         for name, value in (("units", units), ("groups", groups)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            if not is_int(value, minimum=1, numpy=True):
                 raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
         self.units = int(units)
         self.groups = int(groups)

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_reid.checks import is_int
+
 
 def _up_factors(size):
     """``(first, second, third)``: the first deconvolution's output size, then two strides.
@@ -21,7 +23,7 @@ def _check_positive_ints(name, values):
     if (
         not isinstance(values, (list, tuple))
         or not values
-        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values)
+        or any(not is_int(v, minimum=1) for v in values)
     ):
         raise ValueError(f"`{name}` must be a list of positive ints. Received: {name}={values!r}")
     return tuple(values)
@@ -71,7 +73,7 @@ class TopDownAttention(keras.layers.Layer):
         self.filters = _check_positive_ints("filters", filters)
         if len(self.filters) != 2:
             raise ValueError(f"`filters` must give two widths. Received: filters={filters!r}")
-        if isinstance(reduction, bool) or not isinstance(reduction, int) or reduction < 1:
+        if not is_int(reduction, minimum=1):
             raise ValueError(f"`reduction` must be a positive int. Received: {reduction!r}")
         self.reduction = reduction
 

@@ -5,13 +5,10 @@ Euclidean distances between the embeddings of one batch, the masks saying which
 pairs share an identity, and the per-anchor hardest positive and negative.
 """
 
-from numbers import Real
-
 from keras import ops
 
-# Below this squared distance two embeddings count as coincident: the distance is
-# reported as exactly 0 and its gradient as 0 instead of sqrt'(0) = inf.
-SQUARED_DISTANCE_EPSILON = 1e-12
+from keras_reid.checks import check_non_negative  # noqa: F401 (the losses' import)
+from keras_reid.ops import SQUARED_DISTANCE_EPSILON, l2_normalize  # noqa: F401
 
 
 def safe_sqrt(x, epsilon=SQUARED_DISTANCE_EPSILON):
@@ -107,19 +104,3 @@ def masked_argmin(values, mask, axis=-1):
 
 def _above_all(values):
     return ops.stop_gradient(ops.max(values) + 1.0)
-
-
-def l2_normalize(x, axis=-1, epsilon=SQUARED_DISTANCE_EPSILON):
-    """``x / |x|`` along ``axis``; an all-zero vector stays zero, with finite gradients."""
-    squared_norm = ops.sum(ops.square(x), axis=axis, keepdims=True)
-    return x * ops.rsqrt(ops.maximum(squared_norm, epsilon))
-
-
-def check_non_negative(name, value, allow_soft=False):
-    """``value`` as a float (or "soft" when ``allow_soft``); else a keras-hub style ValueError."""
-    if allow_soft and value == "soft":
-        return value
-    if isinstance(value, bool) or not isinstance(value, Real) or value < 0:
-        expected = "'soft' or a non-negative number" if allow_soft else "a non-negative number"
-        raise ValueError(f"`{name}` must be {expected}. Received: {name}={value!r}")
-    return float(value)

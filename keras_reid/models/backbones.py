@@ -34,6 +34,7 @@ from typing import NamedTuple
 
 import keras
 
+from keras_reid.checks import is_int
 from keras_reid.errors import ReIDError
 from keras_reid.layers.preprocessing import TrunkPreprocessing
 from keras_reid.registry import Registry
@@ -95,13 +96,11 @@ def stage_plans(name, num_stages, last_stride, dilation, dilatable):
         raise ReIDError(
             f"{name}: last_stride must be 1 or 2. Received: last_stride={last_stride!r}"
         )
-    rates = (
-        (dilation,) if isinstance(dilation, int) and not isinstance(dilation, bool) else dilation
-    )
+    rates = (dilation,) if is_int(dilation) else dilation
     if (
         not isinstance(rates, (tuple, list))
         or not rates
-        or any(isinstance(r, bool) or not isinstance(r, int) or r < 1 for r in rates)
+        or any(not is_int(r, minimum=1) for r in rates)
         or list(rates) != sorted(rates)
     ):
         raise ReIDError(

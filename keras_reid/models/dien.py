@@ -45,6 +45,7 @@ and its BN/PReLU, 1e-1), ``logits`` (IC, 1e-1), ``domain`` (DC, 1e-1), ``rtda``
 
 import keras
 
+from keras_reid.checks import is_int
 from keras_reid.errors import ReIDError
 from keras_reid.layers.classification import ClassificationHead
 from keras_reid.layers.gradient_reversal import GradientReversal
@@ -55,7 +56,7 @@ from keras_reid.models.registry import check_num_classes, register_model
 
 def check_attention_loops(loops):
     """``loops`` is None (no RTDA) or the paper's T, an int >= 1."""
-    if loops is not None and (isinstance(loops, bool) or not isinstance(loops, int) or loops < 1):
+    if loops is not None and not is_int(loops, minimum=1):
         raise ReIDError(
             "dien: attention_loops (the paper's T) must be an int >= 1, or null for no RTDA "
             f"(the Base rows). Received: attention_loops={loops!r}"

@@ -28,6 +28,7 @@ the stage-1 trunk into one images -> ``{"embedding", "nuisance"}`` model.
 
 import keras
 
+from keras_reid.checks import is_int
 from keras_reid.errors import ReIDError
 from keras_reid.layers.grouped import GroupedDense, copy_group_weights
 from keras_reid.models.embedding import check_head_order, embedding_head, head_order
@@ -108,7 +109,7 @@ def build_embae_model(
         ("hidden", hidden),
         ("decoder_hidden", decoder_hidden),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_int(value, minimum=1):
             raise ReIDError(
                 f"build_embae_model: {name} must be a positive integer. Received: {name}={value!r}"
             )

@@ -9,6 +9,7 @@ none (a recipe fills it in from its class map).
 
 import inspect
 
+from keras_reid.checks import is_int
 from keras_reid.errors import ReIDError
 from keras_reid.registry import Registry
 
@@ -47,9 +48,7 @@ def build_model(name, **args):
 
 def check_num_classes(num_classes):
     """``num_classes`` is None (no classifier) or a positive int."""
-    if num_classes is not None and (
-        isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1
-    ):
+    if num_classes is not None and not is_int(num_classes, minimum=1):
         raise ReIDError(
             "num_classes must be a positive int (the number of training identities) or "
             f"None for no classifier. Received: num_classes={num_classes!r}"

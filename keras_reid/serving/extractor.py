@@ -22,6 +22,7 @@ import pandas as pd
 import tensorflow as tf
 
 from keras_reid._quiet import progress_wanted
+from keras_reid.checks import is_int
 from keras_reid.data.images import IMAGE_ERRORS, explain_unreadable
 from keras_reid.data.pipeline import inference_batches
 from keras_reid.errors import ReIDError
@@ -186,7 +187,7 @@ class FeatureExtractor:
             check_finite_weights(model)
         self.spec = inspect_model(model)
         check_served_tta(tta)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        if not is_int(batch_size, minimum=1):
             raise ReIDError(
                 f"batch_size must be a positive integer. Received: batch_size={batch_size!r}"
             )

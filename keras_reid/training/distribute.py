@@ -22,6 +22,7 @@ import keras
 import tensorflow as tf
 from tensorflow.python.eager import context  # its barrier: TensorFlow has no public one
 
+from keras_reid.checks import is_int, is_number
 from keras_reid.data.samplers import pk_batches
 from keras_reid.errors import ReIDError
 from keras_reid.training.cluster import (
@@ -119,7 +120,7 @@ def worker_task(environ=None):
         )
     index = task.get("index")
     size = len(workers) if kind == "worker" else 1
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < size:
+    if not is_int(index, minimum=0, maximum=size - 1):
         raise ReIDError(
             f"TF_CONFIG task.index must be an integer in 0..{size - 1} (cluster.{kind} has "
             f"{size} address(es)), got {index!r}: {_TF_CONFIG_HELP}."
@@ -154,7 +155,7 @@ _MULTI_WORKER = []  # the process's one (task, strategy, peer_timeout): one coll
 
 def check_peer_timeout(value):
     """``value`` when it is a number of seconds > 0 (``train.peer_timeout``), else a ReIDError."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    if not is_number(value, above=0):
         raise ReIDError(
             "train.peer_timeout must be the seconds > 0 that a worker waits for the others "
             f"(default {PEER_TIMEOUT:g}), got {value!r}."
@@ -285,7 +286,7 @@ def _check_split(config, workers, devices):
         if batches.get("kind") == "cross_domain":
             values["target_size"] = batches.get("target_size")
         for name, value in values.items():
-            if isinstance(value, int) and not isinstance(value, bool) and value % replicas:
+            if is_int(value) and value % replicas:
                 raise ReIDError(
                     f"{where}.{name}={value} cannot be split evenly across the {replicas} "
                     f"replicas of this run ({workers} workers x {devices} device(s) each): "

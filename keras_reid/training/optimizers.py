@@ -25,6 +25,7 @@ import math
 import keras
 from keras import ops
 
+from keras_reid.checks import is_number
 from keras_reid.errors import ReIDError
 from keras_reid.registry import Registry
 
@@ -73,8 +74,7 @@ def _check_multipliers(lr_multipliers):
                 "lr_multipliers keys must be layer-name prefixes (non-empty strings). "
                 f"Received: lr_multipliers={lr_multipliers!r}"
             )
-        number = isinstance(factor, (int, float)) and not isinstance(factor, bool)
-        if not number or not math.isfinite(factor) or factor < 0:
+        if not is_number(factor, minimum=0) or not math.isfinite(factor):
             raise ReIDError(
                 f"lr_multipliers[{prefix!r}] must be a factor >= 0 (0 freezes the module, 1 "
                 f"keeps the base rate). Received: lr_multipliers={lr_multipliers!r}"
@@ -346,8 +346,7 @@ def build_optimizer(model, learning_rate, name="adam", lr_multipliers=None, **kw
         >>> model.compile(optimizer=optimizer, loss={"embedding": BatchHardTripletLoss()})
     """
     optimizer_class = OPTIMIZERS.get(name)
-    is_number = isinstance(learning_rate, (int, float)) and not isinstance(learning_rate, bool)
-    if is_number and math.isfinite(learning_rate) and learning_rate >= 0:
+    if is_number(learning_rate, minimum=0) and math.isfinite(learning_rate):
         learning_rate = float(learning_rate)
     elif not isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
         raise ReIDError(

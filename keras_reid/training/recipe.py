@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
+from keras_reid.checks import is_number
 from keras_reid.config import (
     call_section,
     check_run_dir,
@@ -144,7 +145,7 @@ def build_losses(config, output_names):
             )
         name, options = _named(spec, where, "batch_hard")
         weight = options.pop("weight", 1.0)
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+        if not is_number(weight, minimum=0):
             raise ReIDError(f"config: {where}.weight must be a number >= 0. Received: {weight!r}")
         losses[output] = _calling(where, options, get_loss, name, **options)
         weights[output] = float(weight)

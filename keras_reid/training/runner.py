@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
+from keras_reid.checks import is_number
 from keras_reid.errors import ReIDError
 from keras_reid.training.callbacks import ReversalRamp
 from keras_reid.training.cluster import stop_or_lost_peer
@@ -105,10 +106,7 @@ class TrainOptions:
         if ramp is not None and (
             not isinstance(ramp, dict)
             or set(ramp) - {"max_scale", "gamma"}
-            or any(
-                isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0
-                for v in ramp.values()
-            )
+            or any(not is_number(v, minimum=0) for v in ramp.values())
         ):
             raise ReIDError(
                 "train.reversal_ramp must be null or {max_scale: >= 0, gamma: >= 0}, e.g. "

@@ -20,6 +20,7 @@ import operator
 import keras
 from keras import ops
 
+from keras_reid.checks import is_number
 from keras_reid.errors import ReIDError
 from keras_reid.registry import Registry
 
@@ -93,7 +94,7 @@ class ExponentialDecayAfter(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return is_number(value) and math.isfinite(value)
 
 
 def _check_steps_per_epoch(steps_per_epoch):

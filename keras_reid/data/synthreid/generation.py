@@ -12,6 +12,7 @@ from dataclasses import asdict
 import cv2
 import numpy as np
 
+from keras_reid.checks import is_int
 from keras_reid.data.dataset import register_dataset
 from keras_reid.data.market1501 import read_market_layout
 from keras_reid.data.synthreid.camera import render_image
@@ -40,7 +41,7 @@ def _check_int(name, value, low, high):
     # Command-line options arrive as strings: accept "12" but not 12.5 or True.
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    if not is_int(value, numpy=True):
         raise ReIDError(f"SynthReID: {name} must be an integer. Received: {name}={value!r}")
     if not low <= value <= high:
         raise ReIDError(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from keras_reid.checks import is_int
 from keras_reid.errors import ReIDError
 from keras_reid.evaluation.metrics.distance import pairwise_distance
 from keras_reid.evaluation.metrics.ranking import cuhk03_single_shot, rank_metrics_for_rules
@@ -231,9 +232,7 @@ def evaluate(
     if protocol not in PROTOCOLS:
         raise ReIDError(f"unknown protocol {protocol!r}; expected one of: {', '.join(PROTOCOLS)}.")
     ranks = tuple(ranks)
-    if not ranks or any(
-        isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1 for k in ranks
-    ):
+    if not ranks or any(not is_int(k, minimum=1, numpy=True) for k in ranks):
         raise ReIDError(f"ranks must be positive integers. Received: ranks={ranks!r}")
     ranking = rank_protocol(
         query_features,

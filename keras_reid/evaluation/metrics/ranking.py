@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from keras_reid.checks import is_int
 from keras_reid.errors import ReIDError
 
 logger = logging.getLogger("keras_reid.evaluation.metrics")
@@ -364,7 +365,7 @@ def _metrics_from_ranks(pair_q, ranks, num_query, max_rank):
 
 
 def _check_max_rank(max_rank):
-    if isinstance(max_rank, bool) or not isinstance(max_rank, int | np.integer) or max_rank < 1:
+    if not is_int(max_rank, minimum=1, numpy=True):
         raise ReIDError(f"max_rank must be a positive integer. Received: max_rank={max_rank!r}")
     return int(max_rank)
 
@@ -522,7 +523,7 @@ def cuhk03_single_shot(
         Re-identification", CVPR 2014.
     """
     max_rank = _check_max_rank(max_rank)
-    if isinstance(num_repeats, bool) or not isinstance(num_repeats, int) or num_repeats < 1:
+    if not is_int(num_repeats, minimum=1):
         raise ReIDError(
             f"num_repeats must be a positive integer. Received: num_repeats={num_repeats!r}"
         )

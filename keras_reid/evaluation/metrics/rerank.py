@@ -32,6 +32,7 @@ breaks them arbitrarily, which only matters for exactly equal distances.
 import numpy as np
 from scipy import sparse
 
+from keras_reid.checks import is_int
 from keras_reid.errors import ReIDError
 
 # Rows of the joint matrix processed at a time in the neighbour pass.
@@ -57,7 +58,7 @@ def _check_matrix(x, name, shape):
 
 
 def _check_int(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+    if not is_int(value, minimum=minimum, numpy=True):
         raise ReIDError(
             f"re_rank: {name} must be an integer >= {minimum}. Received: {name}={value!r}"
         )

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from keras_reid.checks import is_int
 from keras_reid.errors import ReIDError, check_one_of
 
 META_KEY = b"keras_reid"
@@ -111,7 +112,7 @@ def shard_rows(rows, batch_size, shard, num_shards):
 
 
 def _positive_int(value, name, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    if not is_int(value, minimum=minimum, numpy=True):
         raise ReIDError(f"{name} must be an integer >= {minimum}. Received: {name}={value!r}")
     return int(value)
 

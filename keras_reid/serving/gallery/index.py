@@ -40,6 +40,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from keras_reid.checks import is_int
 from keras_reid.errors import ReIDError, check_one_of
 from keras_reid.fileio import (
     file_sha256,
@@ -340,7 +341,7 @@ class GalleryIndex:
                 f"expected: {', '.join(allowed) or 'none'}."
             )
         for name, value in params.items():
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            if not is_int(value, minimum=1, numpy=True):
                 raise ReIDError(f"{name} must be a positive integer. Received: {name}={value!r}")
             if name == "ef_search":
                 self.index.hnsw.efSearch = int(value)
@@ -429,7 +430,7 @@ class GalleryIndex:
         return result
 
     def _search(self, embeddings, top):
-        if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        if not is_int(top, minimum=1, numpy=True):
             raise ReIDError(f"top must be a positive integer. Received: top={top!r}")
         embeddings = _as_embeddings(embeddings, "query embeddings", self.dim)
         # Normalising a query does not change its ranking; it makes the score a cosine.

@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from keras_reid.checks import is_int
 from keras_reid.errors import ReIDError
 from keras_reid.serving.gallery.features import model_fingerprint, read_features
 from keras_reid.serving.gallery.index import BLOCK_DISTANCES, GalleryIndex
@@ -104,7 +105,7 @@ def evaluate_with_index(
     _check_table(query_table, query_features, "query")
     if block_queries is None:
         block_queries = max(1, BLOCK_DISTANCES // max(1, len(index)))
-    if isinstance(block_queries, bool) or not isinstance(block_queries, int) or block_queries < 1:
+    if not is_int(block_queries, minimum=1):
         raise ReIDError(
             f"block_queries must be a positive integer. Received: block_queries={block_queries!r}"
         )

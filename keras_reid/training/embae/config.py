@@ -6,6 +6,7 @@ See :mod:`keras_reid.training.embae` for the recipe these configure.
 import logging
 from dataclasses import dataclass
 
+from keras_reid.checks import is_int
 from keras_reid.config import call_section
 from keras_reid.errors import ReIDError
 from keras_reid.training.training_data import load_datasets
@@ -56,7 +57,7 @@ class StageOptions:
 
     def __post_init__(self):
         self.learning_rate = float(self.learning_rate)
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 0:
+        if not is_int(self.epochs, minimum=0):
             raise ReIDError(f"stage epochs must be an integer >= 0. Received: {self.epochs!r}")
         if self.learning_rate <= 0:
             raise ReIDError(f"learning_rate must be > 0. Received: {self.learning_rate!r}")
