@@ -5,12 +5,12 @@ one library function, so an unknown key is an error, not a silent no-op. A
 config may inherit another with ``base: other.yaml`` (a path relative to the
 file) and override only what differs.
 
-Example (``train_scripts/configs/embedding_synth.yaml``)::
+Example (``train_scripts/configs/msml_synth_msml.yaml``)::
 
-    base: embedding_base.yaml
-    model:
-      alpha: 0.25
-      input_shape: [64, 32, 3]
+    base: msml_synth_base.yaml
+    losses:
+      logits: {name: softmax}
+      embedding: {name: msml, margin: 0.3}
 
 ``keras-reid train embedding --config FILE model.alpha=0.5 train.epochs=10``
 applies ``section.key=value`` overrides on top (values parsed as YAML).

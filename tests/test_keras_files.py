@@ -1,6 +1,6 @@
 """Every model kind and every registered class loads from .keras in a fresh process.
 
-The contract of DESIGN.md: after ``import keras_reid``,
+The package's contract (README, "Notebooks / feature extractor"): after ``import keras_reid``,
 ``keras.models.load_model(path)`` works with no ``custom_objects``. One
 fresh interpreter (nothing imported but keras and keras_reid) loads a file of
 each model kind plus one model holding every custom layer and compiled with

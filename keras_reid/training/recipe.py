@@ -1,4 +1,4 @@
-"""The training path every paper shares: one config, one ``model.fit`` (DESIGN.md, wave 2).
+"""The training path every paper shares: one config, one ``model.fit``.
 
 A paper is a model, a config and a results table: :func:`train` builds
 everything a config names, checks it before the run folder is written, and
