@@ -34,6 +34,7 @@ from keras_reid.fileio import (
     remove_stale_temporaries,
     write_text,
 )
+from keras_reid.registry import accepted_keys
 
 
 class _Loader(yaml.SafeLoader):
@@ -121,16 +122,6 @@ def check_sections(config, sections, where="config"):
             f"{where}: unknown section(s) {', '.join(unknown)}; "
             f"valid: {', '.join(sorted(sections))}."
         )
-
-
-def accepted_keys(fn, exclude=()):
-    """The keyword arguments ``fn`` takes, except ``exclude`` (filled by the caller)."""
-    params = inspect.signature(fn).parameters.values()
-    return [
-        p.name
-        for p in params
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in exclude
-    ]
 
 
 def section_options(config, section):

@@ -13,7 +13,6 @@ from keras_reid.cli.messages import (
     EXIT_USAGE,
     describe_error,
     filter_stderr,
-    silence_fd2,
     tensorflow_errors,
 )
 from keras_reid.cli.parser import build_parser
@@ -35,7 +34,7 @@ def main(argv=None):
     # faiss with AVX2 support.") are not the run's news, and would precede an error line.
     for name in ("tensorflow", "faiss"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    restore = (lambda: None) if args.debug else filter_stderr()
+    restore = (lambda silence=False: None) if args.debug else filter_stderr()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from keras_reid.errors import ReIDError
 
@@ -53,7 +52,5 @@ def main(argv=None):
         print(f"keras-reid {args.command}: {str(stop) or 'interrupted'}", file=sys.stderr)
         return getattr(stop, "exit_code", 130)
     finally:
-        restore()
-        if failed and not args.debug:
-            silence_fd2()
+        restore(silence=failed)
     return 0

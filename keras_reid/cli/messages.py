@@ -41,9 +41,19 @@ def filter_stderr():
     thread = threading.Thread(target=pump, daemon=True)
     thread.start()
 
-    def restore():
+    def restore(silence=False):
+        """Give fd 2 back; with ``silence`` (after a failed command's last line), /dev/null.
+
+        Going straight from the pipe to /dev/null leaves no moment in which
+        tf.data's decoder threads, still working through the batches queued
+        before the error ("Premature end of JPEG data"), write unfiltered to
+        the real stderr after the one-line error.
+        """
         sys.stderr.flush()
-        os.dup2(real, 2)  # closes the pipe's last write end: the pump drains and stops
+        target = os.open(os.devnull, os.O_WRONLY) if silence else real
+        os.dup2(target, 2)  # closes the pipe's last write end: the pump drains and stops
+        if silence:
+            os.close(target)
         # Wait for the pump to copy what is left (the error line above all): a
         # daemon thread is killed at exit with its data still in the pipe. A
         # child process that inherited the write end keeps the pipe open, so
@@ -53,23 +63,6 @@ def filter_stderr():
             os.close(read_end)
 
     return restore
-
-
-def silence_fd2():
-    """After a failed command's last line, send fd 2 to /dev/null until the process ends.
-
-    tf.data's decoder threads can still be working through the batches queued
-    before the error, and they write their complaints ("Premature end of JPEG
-    data") straight to fd 2: after the filter is gone, they would land after
-    the one-line error.
-    """
-    try:
-        sys.stderr.flush()
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 2)
-        os.close(null)
-    except OSError:
-        pass
 
 
 def tensorflow_errors():

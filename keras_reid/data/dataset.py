@@ -447,15 +447,8 @@ def load_dataset(name, root=None, **options):
         >>> market = load_dataset("market1501", "/data/Market-1501-v15.09.15")
         >>> market.train.head()
     """
-    parser = DATASETS.get(name)
+    parser = DATASETS.check(name, options, exclude=("root",))
     params = inspect.signature(parser).parameters
-    unknown = sorted(set(options) - set(params) - {"root"})
-    if unknown:
-        valid = [p for p in params if p != "root"]
-        raise ReIDError(
-            f"{name}: unknown option(s) {', '.join(unknown)}; "
-            f"valid options: {', '.join(valid) or 'none'}."
-        )
     if root is None and params["root"].default is inspect.Parameter.empty:
         raise ReIDError(f"{name}: needs the dataset's folder (root=PATH or NAME:PATH).")
     dataset = parser(root, **options) if root is not None else parser(**options)

@@ -5,9 +5,6 @@ registered serializable under the package "keras_reid". ``LOSSES`` maps config
 names to loss classes; ``get_loss(name, **kwargs)`` builds one.
 """
 
-import inspect
-
-from keras_reid.errors import ReIDError
 from keras_reid.losses.attention import SelfAttentionConstraint
 from keras_reid.losses.batch_stats import (
     ActiveTripletFraction,
@@ -46,15 +43,7 @@ def get_loss(name, **kwargs):
     Example:
         >>> get_loss("batch_hard", margin=0.3)
     """
-    loss_class = LOSSES.get(name)
-    accepted = list(inspect.signature(loss_class.__init__).parameters)[1:]
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        raise ReIDError(
-            f"loss {name!r} got unknown argument(s) {', '.join(unknown)}; "
-            f"expected some of: {', '.join(accepted)}."
-        )
-    return loss_class(**kwargs)
+    return LOSSES.build(name, **kwargs)
 
 
 __all__ = [

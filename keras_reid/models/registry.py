@@ -7,8 +7,6 @@ takes ``num_classes`` gets a classifier from it; ``num_classes=None`` means
 none (a recipe fills it in from its class map).
 """
 
-import inspect
-
 from keras_reid.checks import is_int
 from keras_reid.errors import ReIDError
 from keras_reid.registry import Registry
@@ -35,15 +33,7 @@ def build_model(name, **args):
         >>> sorted(model.output_names)
         ['embedding', 'logits']
     """
-    builder = MODELS.get(name)
-    parameters = inspect.signature(builder).parameters
-    unknown = sorted(set(args) - set(parameters))
-    if unknown:
-        raise ReIDError(
-            f"model {name!r}: unknown argument(s) {', '.join(unknown)}; expected some of: "
-            f"{', '.join(parameters)}. Received: {unknown[0]}={args[unknown[0]]!r}"
-        )
-    return builder(**args)
+    return MODELS.build(name, **args)
 
 
 def check_num_classes(num_classes):

@@ -19,7 +19,6 @@ the variables whose model path starts with it (plain string prefix):
 matches keep factor 1.
 """
 
-import inspect
 import math
 
 import keras
@@ -302,16 +301,6 @@ class LayerwiseOptimizer(keras.optimizers.Optimizer):
         return cls(**config)
 
 
-def _optimizer_arguments(optimizer_class):
-    """The keyword arguments a Keras optimizer class takes, besides its rate and name."""
-    return [
-        p.name
-        for p in inspect.signature(optimizer_class).parameters.values()
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        and p.name not in ("learning_rate", "name")
-    ]
-
-
 def _nested_hint(model):
     """How a layer inside the first nested model is named, e.g. "'trunk/conv1'"."""
     for layer in model.layers:
@@ -345,21 +334,15 @@ def build_optimizer(model, learning_rate, name="adam", lr_multipliers=None, **kw
         ... )
         >>> model.compile(optimizer=optimizer, loss={"embedding": BatchHardTripletLoss()})
     """
-    optimizer_class = OPTIMIZERS.get(name)
+    optimizer_class = OPTIMIZERS.check(
+        name, kwargs, exclude=("learning_rate", "name"), extra=("lr_multipliers",)
+    )
     if is_number(learning_rate, minimum=0) and math.isfinite(learning_rate):
         learning_rate = float(learning_rate)
     elif not isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
         raise ReIDError(
             "learning_rate must be a number >= 0 or a LearningRateSchedule. "
             f"Received: learning_rate={learning_rate!r}"
-        )
-    valid = _optimizer_arguments(optimizer_class)
-    unknown = sorted(set(kwargs) - set(valid))
-    if unknown:
-        raise ReIDError(
-            f"optimizer {name!r} takes no argument(s) {', '.join(unknown)}; expected some of: "
-            f"{', '.join(valid)}, lr_multipliers. "
-            f"Received: {', '.join(f'{k}={kwargs[k]!r}' for k in unknown)}"
         )
     try:
         optimizer = optimizer_class(learning_rate=learning_rate, **kwargs)

@@ -13,7 +13,6 @@ first step), so step ``t`` belongs to epoch ``t / steps_per_epoch``.
 and :func:`build_schedule` adds an optional :class:`LinearWarmup` to any of them.
 """
 
-import inspect
 import math
 import operator
 
@@ -22,7 +21,7 @@ from keras import ops
 
 from keras_reid.checks import is_number
 from keras_reid.errors import ReIDError
-from keras_reid.registry import Registry
+from keras_reid.registry import Registry, accepted_keys
 
 SCHEDULES = Registry("schedule")
 
@@ -315,15 +314,10 @@ def build_schedule(name, steps_per_epoch, warmup_epochs=0, warmup_start_factor=0
         ... )
         >>> optimizer = keras.optimizers.Adam(schedule)
     """
-    schedule_class = SCHEDULES.get(name)
-    valid = [p for p in inspect.signature(schedule_class).parameters if p != "steps_per_epoch"]
-    unknown = sorted(set(args) - set(valid))
-    if unknown:
-        raise ReIDError(
-            f"schedule {name!r} takes no argument(s) {', '.join(unknown)}; expected some of: "
-            f"{', '.join([*valid, 'warmup_epochs', 'warmup_start_factor'])}. "
-            f"Received: {', '.join(f'{k}={args[k]!r}' for k in unknown)}"
-        )
+    schedule_class = SCHEDULES.check(
+        name, args, exclude=("steps_per_epoch",), extra=("warmup_epochs", "warmup_start_factor")
+    )
+    valid = accepted_keys(schedule_class, exclude=("steps_per_epoch",))
     try:
         schedule = schedule_class(steps_per_epoch, **args)
     except TypeError as error:  # a required argument is missing, or a value of the wrong type

@@ -123,7 +123,7 @@ def test_bad_model_arguments_are_one_line():
         (
             "msml",
             {"embedding_dim": 128},
-            r"model 'msml': unknown argument\(s\) embedding_dim; expected some of: backbone, ",
+            r"model 'msml' takes no argument\(s\) embedding_dim; expected some of: backbone, ",
         ),
         ("trinet", {"backbone_options": {"dilation": 2}}, "small_convnet: this trunk does not"),
     ]
