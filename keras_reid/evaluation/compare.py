@@ -149,6 +149,12 @@ def _ordered(values, order):
     return [v for v in order if v in present] + [v for v in present if v not in order]
 
 
+def _mean_std(values):
+    """``"0.500 ± 0.100"`` over runs (the mean alone for one run)."""
+    std = values.std(ddof=1)
+    return f"{values.mean():.3f}" + ("" if np.isnan(std) else f" ± {std:.3f}")
+
+
 def method_table(frame, scores=("mAP", "rank1"), order=METHOD_ORDER):
     """A markdown table: one row per (trunk, method), mean ± std over runs, per dataset.
 
@@ -175,8 +181,7 @@ def method_table(frame, scores=("mAP", "rank1"), order=METHOD_ORDER):
             values = rows.loc[method]
             cells = []
             for column in columns:
-                mean, std = values[column].mean(), values[column].std(ddof=1)
-                cells.append(f"{mean:.3f}" + ("" if np.isnan(std) else f" ± {std:.3f}"))
+                cells.append(_mean_std(values[column]))
             lines.append(f"| {trunk} | {method} | {len(values)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -299,8 +304,7 @@ def log_table(frame, columns, order=METHOD_ORDER):
                 if present.empty:
                     cells.append("–")
                     continue
-                std = present.std(ddof=1)
-                cells.append(f"{present.mean():.3f}" + ("" if np.isnan(std) else f" ± {std:.3f}"))
+                cells.append(_mean_std(present))
             lines.append(f"| {trunk} | {method} | {len(values)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -317,10 +317,10 @@ def build_schedule(name, steps_per_epoch, warmup_epochs=0, warmup_start_factor=0
     schedule_class = SCHEDULES.check(
         name, args, exclude=("steps_per_epoch",), extra=("warmup_epochs", "warmup_start_factor")
     )
-    valid = accepted_keys(schedule_class, exclude=("steps_per_epoch",))
     try:
         schedule = schedule_class(steps_per_epoch, **args)
     except TypeError as error:  # a required argument is missing, or a value of the wrong type
+        valid = accepted_keys(schedule_class, exclude=("steps_per_epoch",))
         given = ", ".join(f"{k}={v!r}" for k, v in args.items()) or "none"
         raise ReIDError(
             f"schedule {name!r}: {error}; expected: {', '.join(valid)}. Received: {given}"
